@@ -1,6 +1,6 @@
 module github.com/migrahosting/cloudpods
 
-go 1.25.0
+go 1.26.0
 
 require (
 	github.com/buger/goterm v1.0.4 // indirect
@@ -17,6 +17,7 @@ require (
 	github.com/sirupsen/logrus v1.10.2 // indirect
 	github.com/spf13/cobra v1.10.2 // indirect
 	github.com/spf13/pflag v1.1.0 // indirect
+	go.yaml.in/yaml/v4 v4.0.0-rc.6 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	gopkg.in/dnaeon/go-vcr.v4 v4.0.7 // indirect
 	mvdan.cc/sh/v3 v3.14.1 // indirect

@@ -1,0 +1,834 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/migrahosting/cloudpods/netcfg"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// Steps of create, in order. Their names appear in progress events, JSON
+// results, errors and the fault matrix.
+const (
+	StepValidate  = "validate"
+	StepPreflight = "preflight"
+	StepReserve   = "reserve"
+	StepClone     = "clone"
+	StepConfigure = "configure"
+	StepStart     = "start"
+	StepNetwork   = "network"
+	StepVerify    = "verify"
+	StepFinalize  = "finalize"
+)
+
+// NetplanPath is where the pod's network config goes: the template's
+// cloud-init leftover lives here, and replacing it (rather than adding a
+// file beside it) is what keeps the template's address from winning.
+const NetplanPath = "/etc/netplan/50-cloud-init.yaml"
+
+// DefaultServices are the golden template's services checked by verify.
+var DefaultServices = []string{"ssh", "nginx", "php8.3-fpm", "mariadb"}
+
+// CreateRequest is one create.
+type CreateRequest struct {
+	Spec          Spec
+	KeepOnFailure bool
+	// Services checked active inside the pod; nil means DefaultServices.
+	Services []string
+	Reporter Reporter
+	// Stop asks the flow to stop at the next step boundary (SIGINT); ctx
+	// cancellation aborts mid-step.
+	Stop <-chan struct{}
+	// Requester is who asked (audit log).
+	Requester string
+}
+
+// CreateResult is what create reports.
+type CreateResult struct {
+	VMID     int                `json:"vmid"`
+	Hostname string             `json:"hostname"`
+	IP       string             `json:"ip"`
+	Node     string             `json:"node"`
+	Status   string             `json:"status"`
+	Changed  bool               `json:"changed"`
+	Steps    map[string]float64 `json:"steps"` // seconds per step
+	Warnings []string           `json:"warnings,omitempty"`
+	Checks   []Check            `json:"checks,omitempty"`
+}
+
+// Check is one verification inside or about the pod.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// ErrInterrupted: the run stopped at a step boundary on request.
+var ErrInterrupted = errors.New("interrupted")
+
+// createRun is the state of one create.
+type createRun struct {
+	p        *Provisioner
+	req      CreateRequest
+	spec     Spec
+	runID    string
+	rep      Reporter
+	res      CreateResult
+	created  bool // this run's clone exists
+	existing *pve.Config
+	lease    *AddressLease
+	cmode    string // the template's cmode, restored after the push
+	hwaddr   string
+	start    time.Time
+	skipped  map[string]bool
+}
+
+// Create turns the golden template into a running, verified CloudPod, or
+// converges an existing one made from the same spec.
+func (p *Provisioner) Create(ctx context.Context, req CreateRequest) (CreateResult, error) {
+	r := &createRun{p: p, req: req, spec: req.Spec, runID: p.randomHex(8), rep: req.Reporter, start: p.opts.Now(), skipped: map[string]bool{}}
+	if r.rep == nil {
+		r.rep = nopReporter{}
+	}
+	if r.req.Services == nil {
+		r.req.Services = DefaultServices
+	}
+	r.res = CreateResult{VMID: r.spec.VMID, Hostname: r.spec.Hostname, Node: r.spec.Node, Steps: map[string]float64{}}
+	err := r.run(ctx)
+	if r.spec.IP.IsValid() {
+		r.res.IP = r.spec.Address().String()
+	}
+	r.res.VMID = r.spec.VMID
+	p.audit("create", r.spec, req.Requester, r.start, err)
+	return r.res, err
+}
+
+func (r *createRun) run(ctx context.Context) error {
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{StepValidate, r.validate},
+		{StepReserve, r.reserve},
+		{StepPreflight, r.preflight},
+		{StepClone, r.clone},
+		{StepConfigure, r.configure},
+		{StepStart, r.startCT},
+		{StepNetwork, r.network},
+		{StepVerify, r.verify},
+		{StepFinalize, r.finalize},
+	}
+	for i, s := range steps {
+		if i > 0 && r.stopRequested() {
+			return r.interrupted(s.name)
+		}
+		t0 := time.Now()
+		r.event(s.name, PhaseStart, "")
+		err := s.fn(ctx)
+		r.res.Steps[s.name] = time.Since(t0).Seconds()
+		if err != nil {
+			r.event(s.name, PhaseFail, err.Error())
+			return r.fail(ctx, s.name, err)
+		}
+		if !r.skipped[s.name] {
+			r.event(s.name, PhaseDone, fmt.Sprintf("%.2fs", r.res.Steps[s.name]))
+		}
+	}
+	r.res.Status = "running"
+	return nil
+}
+
+func (r *createRun) stopRequested() bool {
+	select {
+	case <-r.req.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *createRun) interrupted(next string) error {
+	state := "nothing was created"
+	if r.created || r.existing != nil {
+		state = fmt.Sprintf("CT %d exists and is partly provisioned (next step: %s); run the same command again to finish it, or destroy it with: cloudpod destroy %d --force", r.spec.VMID, next, r.spec.VMID)
+	}
+	return &StepError{Step: next, VMID: r.spec.VMID, Err: fmt.Errorf("%w before %s: %s", ErrInterrupted, next, state)}
+}
+
+func (r *createRun) event(step string, ph Phase, msg string) {
+	r.rep.Report(Event{Time: r.p.opts.Now(), VMID: r.spec.VMID, Step: step, Phase: ph, Message: msg, Elapsed: r.p.opts.Now().Sub(r.start)})
+}
+
+func (r *createRun) skip(step, why string) {
+	r.skipped[step] = true
+	r.event(step, PhaseSkip, why)
+}
+
+func (r *createRun) warn(step, msg string) {
+	r.res.Warnings = append(r.res.Warnings, msg)
+	r.event(step, PhaseWarn, msg)
+}
+
+// fail rolls back what this run created, unless asked to keep it.
+func (r *createRun) fail(ctx context.Context, step string, err error) error {
+	se := &StepError{Step: step, VMID: r.spec.VMID, Err: err}
+	if errors.Is(err, ErrInterrupted) || errors.Is(err, context.Canceled) {
+		return se
+	}
+	// Rollback must run even when ctx is what failed (a timeout).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.p.opts.TaskTimeout+time.Minute)
+	defer cancel()
+	switch {
+	case r.created && r.req.KeepOnFailure:
+		r.markFailed(rctx, step, err)
+		se.RolledBack = fmt.Sprintf("kept CT %d, marked failed (--keep-on-failure)", r.spec.VMID)
+	case r.created:
+		r.event("rollback", PhaseStart, "")
+		if rbErr := r.p.removeGuest(rctx, r.spec.Node, r.spec.VMID, r.runID); rbErr != nil {
+			se.RolledBack = fmt.Sprintf("rollback of CT %d failed, remove it by hand: %v", r.spec.VMID, rbErr)
+			r.event("rollback", PhaseFail, rbErr.Error())
+		} else {
+			se.RolledBack = fmt.Sprintf("rolled back: CT %d destroyed", r.spec.VMID)
+			r.event("rollback", PhaseDone, "")
+		}
+	}
+	if r.lease != nil && !(r.created && r.req.KeepOnFailure) && (r.created || r.existing == nil) {
+		if rerr := r.p.opts.Addresses.Release(rctx, *r.lease); rerr != nil {
+			se.RolledBack += fmt.Sprintf("; releasing %s in IPAM failed: %v", r.lease.IP, rerr)
+		}
+	}
+	return se
+}
+
+func (r *createRun) markFailed(ctx context.Context, step string, cause error) {
+	m := newMarker(r.spec, r.runID, r.p.opts.Now())
+	m.State = "failed"
+	_ = r.p.api.UpdateContainerConfig(ctx, r.spec.Node, r.spec.VMID, pve.ConfigUpdate{Set: map[string]string{
+		"description": m.Description() + fmt.Sprintf("failed at %s: %v\n", step, cause),
+		"tags":        tagString(append(r.tags(), "cloudpod-failed")),
+	}})
+}
+
+// validate checks the request alone, before PVE is contacted.
+func (r *createRun) validate(context.Context) error {
+	s := &r.spec
+	var probs []string
+	add := func(err error) {
+		if err != nil {
+			probs = append(probs, err.Error())
+		}
+	}
+	auto := r.p.opts.Addresses != nil
+	if s.VMID == 0 && auto {
+		// allocated by reserve
+	} else if s.VMID < 100 || s.VMID > 999999999 {
+		probs = append(probs, fmt.Sprintf("VMID %d is out of range: PVE guest ids run from 100 to 999999999", s.VMID))
+	} else if s.VMID == s.Template {
+		probs = append(probs, fmt.Sprintf("VMID %d is the template itself: pick a free VMID such as 9101", s.VMID))
+	}
+	add(netcfg.ValidHostname(s.Hostname))
+	if !s.IP.IsValid() && !auto {
+		probs = append(probs, "no IP address: pass --ip 10.1.10.91 or the last octet as the third argument")
+	} else if s.IP.IsValid() {
+		add(netcfg.CheckHostAddress(s.Subnet, s.IP, s.Gateway, s.TemplateIP))
+	}
+	if s.Cores < 1 || s.Cores > 8192 {
+		probs = append(probs, fmt.Sprintf("--cores %d is out of range: use 1 to 8192", s.Cores))
+	}
+	if s.MemoryMB < 16 {
+		probs = append(probs, fmt.Sprintf("--mem %d is too small: PVE needs at least 16 MB", s.MemoryMB))
+	}
+	if s.SwapMB < 0 {
+		probs = append(probs, fmt.Sprintf("--swap %d is negative: use 0 for no swap", s.SwapMB))
+	}
+	for _, t := range s.Tags {
+		if _, err := netcfg.NormalizeTags(t); err != nil {
+			add(err)
+		}
+	}
+	if len(probs) == 0 && s.IP.IsValid() {
+		add(r.netSpec().Validate())
+	}
+	if len(probs) > 0 {
+		return problemf(ErrInvalidSpec, "%s", strings.Join(probs, "; "))
+	}
+	return nil
+}
+
+func (r *createRun) netSpec() netcfg.Spec {
+	s := r.spec
+	ns := netcfg.Spec{Interface: "eth0", Bridge: s.Bridge, Address: s.Address(), Gateway: s.Gateway,
+		Nameservers: s.DNS, HWAddr: r.hwaddr}
+	if s.SearchDomain != "" {
+		ns.SearchDomains = strings.Fields(strings.ReplaceAll(s.SearchDomain, ",", " "))
+	}
+	return ns
+}
+
+func (r *createRun) tags() []string {
+	t := []string{OwnerTag}
+	if r.spec.Tenant != "" {
+		t = append(t, "tenant-"+strings.ToLower(r.spec.Tenant))
+	}
+	return append(t, r.spec.Tags...)
+}
+
+func tagString(tags []string) string {
+	out, err := netcfg.NormalizeTags(strings.Join(tags, ";"))
+	if err != nil {
+		return strings.Join(tags, ";")
+	}
+	return out
+}
+
+// requiredPrivileges are what create needs, by ACL path (pve-facts §7).
+func (r *createRun) requiredPrivileges() []struct{ path, priv string } {
+	s := r.spec
+	vm := "/vms/" + strconv.Itoa(s.VMID)
+	return []struct{ path, priv string }{
+		{"/vms/" + strconv.Itoa(s.Template), "VM.Clone"},
+		{"/vms/" + strconv.Itoa(s.Template), "VM.Audit"},
+		{vm, "VM.Allocate"},
+		{vm, "VM.Config.CPU"},
+		{vm, "VM.Config.Memory"},
+		{vm, "VM.Config.Network"},
+		{vm, "VM.Config.Options"},
+		{vm, "VM.PowerMgmt"},
+		{vm, "VM.Console"},
+		{vm, "VM.Audit"},
+		{"/storage/" + s.Storage, "Datastore.AllocateSpace"},
+		{"/sdn/zones/localnetwork/" + s.Bridge, "SDN.Use"},
+		{"/nodes/" + s.Node, "Sys.Audit"},
+	}
+}
+
+// preflight checks PVE's state; it changes nothing.
+func (r *createRun) preflight(ctx context.Context) error {
+	s := r.spec
+	perms, err := r.p.api.Permissions(ctx)
+	if err != nil {
+		return r.apiProblem("read the token's permissions", err)
+	}
+	var missing []string
+	for _, rp := range r.requiredPrivileges() {
+		if !perms.Has(rp.path, rp.priv) {
+			missing = append(missing, rp.priv+" on "+rp.path)
+		}
+	}
+	if len(missing) > 0 {
+		return problemf(ErrPreflight, "the API token lacks %s: grant the CloudPods role to the token (README: \"Pointing it at a real PVE\")", strings.Join(missing, ", "))
+	}
+	node, err := r.p.api.NodeStatus(ctx, s.Node)
+	if errors.Is(err, pve.ErrNotFound) {
+		return problemf(ErrPreflight, "node %q is not in the cluster: pass --node with one of the cluster's nodes", s.Node)
+	}
+	if err != nil {
+		return r.apiProblem("read node "+s.Node, err)
+	}
+	if !node.Online {
+		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", s.Node)
+	}
+	if err := r.checkTemplate(ctx); err != nil {
+		return err
+	}
+	if err := r.checkExisting(ctx); err != nil {
+		return err
+	}
+	if r.existing != nil {
+		return nil // the pod exists and is ours: the remaining checks were its first run's
+	}
+	if err := r.checkStorage(ctx); err != nil {
+		return err
+	}
+	if err := r.checkBridge(ctx); err != nil {
+		return err
+	}
+	return r.checkAddressFree(ctx)
+}
+
+func (r *createRun) apiProblem(what string, err error) error {
+	switch {
+	case errors.Is(err, pve.ErrUnauthorized):
+		return problemf(ErrPreflight, "PVE refused the API token (%v): check PVE_TOKEN_ID and the secret, and that the token is not expired", err)
+	case errors.Is(err, pve.ErrForbidden):
+		return problemf(ErrPreflight, "PVE denied %s (%v): grant the token the CloudPods role", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func (r *createRun) checkTemplate(ctx context.Context) error {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.Template)
+	if errors.Is(err, pve.ErrNotFound) {
+		return problemf(ErrPreflight, "template CT %d does not exist on node %s: pass --template with the golden template's VMID", s.Template, s.Node)
+	}
+	if err != nil {
+		return r.apiProblem(fmt.Sprintf("read template CT %d", s.Template), err)
+	}
+	if cfg.Get("template") != "1" {
+		return problemf(ErrPreflight, "CT %d is not a template: convert it in PVE (More > Convert to template) or pass --template with the golden template", s.Template)
+	}
+	r.cmode = cfg.Get("cmode")
+	tplStorage, _, _ := strings.Cut(cfg.Get("rootfs"), ":")
+	if s.Linked && tplStorage != s.Storage {
+		return problemf(ErrPreflight, "template CT %d is on storage %s, and a linked clone stays there: drop --linked or pass --storage %s", s.Template, tplStorage, tplStorage)
+	}
+	return nil
+}
+
+// checkExisting decides between a fresh create, a converging re-run and a
+// refusal.
+func (r *createRun) checkExisting(ctx context.Context) error {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if errors.Is(err, pve.ErrNotFound) {
+		free, ferr := r.p.api.VMIDFree(ctx, s.VMID)
+		if ferr != nil {
+			return r.apiProblem(fmt.Sprintf("check VMID %d", s.VMID), ferr)
+		}
+		if !free {
+			return problemf(ErrConflict, "VMID %d is taken by another guest in the cluster (a VM, or a CT on another node): pick another --vmid", s.VMID)
+		}
+		return nil
+	}
+	if err != nil {
+		return r.apiProblem(fmt.Sprintf("read CT %d", s.VMID), err)
+	}
+	m, ok := ParseMarker(cfg.Get("description"))
+	if !ok || !m.Owns(s.VMID) {
+		return problemf(ErrConflict, "CT %d already exists and was not created by cloudpods: pick another --vmid", s.VMID)
+	}
+	if m.SpecHash != s.Hash() {
+		return problemf(ErrConflict, "CT %d already exists with a different spec (%s): destroy it first or pass the spec it was created with", s.VMID, strings.Join(diffEssentials(m.Spec, s.essentials()), ", "))
+	}
+	r.existing = &cfg
+	r.event(StepPreflight, PhaseInfo, fmt.Sprintf("CT %d exists with this spec (run %s): converging", s.VMID, m.RunID))
+	return nil
+}
+
+func (r *createRun) checkStorage(ctx context.Context) error {
+	s := r.spec
+	tpl, err := r.p.api.ContainerConfig(ctx, s.Node, s.Template)
+	if err != nil {
+		return r.apiProblem("read template", err)
+	}
+	need := rootfsSize(tpl.Get("rootfs"))
+	storages, err := r.p.api.Storages(ctx, s.Node)
+	if err != nil {
+		return r.apiProblem("list storages on "+s.Node, err)
+	}
+	for _, st := range storages {
+		if st.ID != s.Storage {
+			continue
+		}
+		if !st.Enabled || !st.Active {
+			return problemf(ErrPreflight, "storage %s is not active on node %s: check it in PVE (Datacenter > Storage) or pass --storage", s.Storage, s.Node)
+		}
+		if !contains(st.Content, "rootdir") {
+			return problemf(ErrPreflight, "storage %s does not hold container volumes (content %s): pass --storage with a rootdir storage such as clients-main", s.Storage, strings.Join(st.Content, ","))
+		}
+		if need > 0 && st.Avail < need {
+			return problemf(ErrPreflight, "storage %s has %s free but the rootfs needs %s: free space or pass another --storage", s.Storage, humanBytes(st.Avail), humanBytes(need))
+		}
+		return nil
+	}
+	return problemf(ErrPreflight, "storage %s does not exist on node %s: pass --storage with one of the node's storages", s.Storage, s.Node)
+}
+
+func (r *createRun) checkBridge(ctx context.Context) error {
+	ifs, err := r.p.api.NetworkInterfaces(ctx, r.spec.Node)
+	if err != nil {
+		return r.apiProblem("list network interfaces on "+r.spec.Node, err)
+	}
+	for _, i := range ifs {
+		if i.Name == r.spec.Bridge && (i.Type == "bridge" || i.Type == "OVSBridge") {
+			return nil
+		}
+	}
+	return problemf(ErrPreflight, "bridge %s does not exist on node %s: pass --bridge with one of the node's bridges", r.spec.Bridge, r.spec.Node)
+}
+
+// checkAddressFree refuses an address any guest in the cluster already uses
+// in its config, whoever set it.
+func (r *createRun) checkAddressFree(ctx context.Context) error {
+	used, err := addressHolders(ctx, r.p.api)
+	if err != nil {
+		return r.apiProblem("read the cluster's guest addresses", err)
+	}
+	if holder, ok := used[r.spec.IP]; ok && holder.VMID != r.spec.VMID {
+		return problemf(ErrConflict, "IP %s is already used by %s: pick another --ip, or run `cloudpod ip next`", r.spec.IP, holder)
+	}
+	return nil
+}
+
+func (r *createRun) reserve(ctx context.Context) error {
+	a := r.p.opts.Addresses
+	if a == nil {
+		r.skip(StepReserve, "no IPAM configured")
+		return nil
+	}
+	lease, err := a.Reserve(ctx, AddressRequest{Hostname: r.spec.Hostname, Tenant: r.spec.Tenant,
+		Owner: "cloudpods/" + r.spec.Tenant + "/" + r.spec.Hostname, IP: r.spec.IP, VMID: r.spec.VMID})
+	if err != nil {
+		return problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(r.spec), err)
+	}
+	r.lease = &lease
+	r.spec.IP, r.spec.VMID = lease.IP, lease.VMID
+	r.res.VMID = lease.VMID
+	if err := r.netSpec().Validate(); err != nil {
+		return problemf(ErrInvalidSpec, "%v", err)
+	}
+	return nil
+}
+
+// clone makes the pod from the template: one clone of a source at a time in
+// this process, PVE's lock errors from other processes retried, and an
+// unknown outcome (596, dropped connection) settled by looking for our
+// marker on the new id.
+func (r *createRun) clone(ctx context.Context) error {
+	s := r.spec
+	if r.existing != nil {
+		r.skip(StepClone, fmt.Sprintf("CT %d already cloned", s.VMID))
+		return r.waitUnlocked(ctx)
+	}
+	mu := r.p.cloneLock(s.Node, s.Template)
+	if err := lockCtx(ctx, mu); err != nil {
+		return err
+	}
+	defer mu.Unlock()
+	marker := newMarker(s, r.runID, r.p.opts.Now())
+	var upid string
+	err := r.p.opts.Retry.Do(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) error {
+		var err error
+		upid, err = r.p.api.CloneContainer(ctx, s.Node, s.Template, pve.CloneOptions{
+			NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked})
+		return err
+	}, func(ctx context.Context, _ error) (bool, error) {
+		cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+		if errors.Is(err, pve.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		m, ok := ParseMarker(cfg.Get("description"))
+		return ok && m.RunID == r.runID, nil
+	})
+	if err != nil {
+		return err
+	}
+	r.created = true
+	if upid == "" {
+		// The POST's answer was lost but the clone is there: wait for its
+		// lock to clear instead of for a task we have no id of.
+		return r.waitUnlocked(ctx)
+	}
+	_, err = r.p.wait(ctx, s.Node, upid)
+	return err
+}
+
+// waitUnlocked waits for a clone that an earlier run started (or whose
+// answer was lost) to finish: PVE clears 'lock: create' at the end.
+func (r *createRun) waitUnlocked(ctx context.Context) error {
+	s := r.spec
+	ctx, cancel := context.WithTimeout(ctx, r.p.opts.TaskTimeout)
+	defer cancel()
+	delay := 50 * time.Millisecond
+	for {
+		cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+		if errors.Is(err, pve.ErrNotFound) {
+			return fmt.Errorf("CT %d disappeared while its clone finished (PVE removes a failed clone's target): run the command again", s.VMID)
+		}
+		if err != nil {
+			return err
+		}
+		if cfg.Get("lock") == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("CT %d is still locked (%s): %w", s.VMID, cfg.Get("lock"), ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// configure sets resources, net0 (keeping the MAC PVE generated), DNS and
+// tags, plus cmode=shell so the console gives a root shell for the push.
+func (r *createRun) configure(ctx context.Context) error {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if err != nil {
+		return err
+	}
+	if cur, perr := netcfg.ParseNet0(cfg.Get("net0")); perr == nil {
+		r.hwaddr = cur.HWAddr
+	}
+	want := map[string]string{
+		"cores":  strconv.Itoa(s.Cores),
+		"memory": strconv.Itoa(s.MemoryMB),
+		"swap":   strconv.Itoa(s.SwapMB),
+		"net0":   netcfg.BuildNet0(r.netSpec()),
+		"tags":   tagString(r.tags()),
+	}
+	if len(s.DNS) > 0 {
+		ns := make([]string, len(s.DNS))
+		for i, d := range s.DNS {
+			ns[i] = d.String()
+		}
+		want["nameserver"] = strings.Join(ns, " ")
+	}
+	if s.SearchDomain != "" {
+		want["searchdomain"] = s.SearchDomain
+	}
+	if cfg.Get("cmode") != "shell" && cfg.Get("status") != "running" {
+		want["cmode"] = "shell"
+	}
+	changed := map[string]string{}
+	for k, v := range want {
+		if !configEqual(k, cfg.Get(k), v) {
+			changed[k] = v
+		}
+	}
+	if len(changed) == 0 {
+		r.skip(StepConfigure, "config already as wanted")
+		return nil
+	}
+	r.res.Changed = true
+	return r.p.opts.Retry.Do(ctx, fmt.Sprintf("configure CT %d", s.VMID), func(ctx context.Context) error {
+		return r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, pve.ConfigUpdate{Set: changed, Digest: cfg.Digest})
+	}, nil)
+}
+
+// configEqual compares a stored value with a wanted one, allowing for PVE's
+// normalisation of net0 key order.
+func configEqual(key, have, want string) bool {
+	if key == "net0" {
+		a, err1 := netcfg.ParseNet0(have)
+		b, err2 := netcfg.ParseNet0(want)
+		return err1 == nil && err2 == nil && a.String() == b.String()
+	}
+	return have == want
+}
+
+func (r *createRun) startCT(ctx context.Context) error {
+	s := r.spec
+	st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
+	if err != nil {
+		return err
+	}
+	if st.Status == "running" {
+		r.skip(StepStart, "already running")
+		return nil
+	}
+	r.res.Changed = true
+	var upid string
+	err = r.p.opts.Retry.Do(ctx, fmt.Sprintf("start CT %d", s.VMID), func(ctx context.Context) error {
+		var err error
+		if upid, err = r.p.api.StartContainer(ctx, s.Node, s.VMID); err != nil {
+			return err
+		}
+		_, err = r.p.wait(ctx, s.Node, upid)
+		return err
+	}, func(ctx context.Context, _ error) (bool, error) {
+		st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
+		return err == nil && st.Status == "running", err
+	})
+	return err
+}
+
+// openShell attaches to the pod's console; nil, nil when this PVE's console
+// refuses tokens and no console login is configured (warned, not fatal:
+// net0 still sets the address).
+func (r *createRun) openShell(ctx context.Context, step string) (*shell, func(), error) {
+	sh, done, err := r.p.openShell(ctx, r.spec.Node, r.spec.VMID)
+	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
+		r.warn(step, fmt.Sprintf("%v: netplan was not pushed and in-container checks were skipped; pass --console-user and --console-password-file to use a console login instead", err))
+		return nil, func() {}, nil
+	}
+	return sh, done, err
+}
+
+// network pushes the netplan file rendered from the same spec as net0, so
+// the template's leftover cloud-init netplan cannot win over PVE's
+// eth0.network.
+func (r *createRun) network(ctx context.Context) error {
+	content, err := netcfg.RenderNetplan(r.netSpec())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.p.opts.ExecTimeout)
+	defer cancel()
+	sh, done, err := r.openShell(ctx, StepNetwork)
+	if err != nil || sh == nil {
+		return err
+	}
+	defer done()
+	if have, err := sh.fileSHA256(ctx, NetplanPath); err == nil && have == sha256Hex(content) {
+		r.skip(StepNetwork, NetplanPath+" already as wanted")
+		return nil
+	}
+	r.res.Changed = true
+	if err := sh.writeFile(ctx, NetplanPath, content, "600"); err != nil {
+		return err
+	}
+	for _, cmd := range []string{"netplan generate", "netplan apply"} {
+		out, code, err := sh.run(ctx, cmd)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+		if code != 0 {
+			return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// verify checks the pod from outside (PVE's view of eth0) and from inside
+// (route, gateway, resolver, services).
+func (r *createRun) verify(ctx context.Context) error {
+	s := r.spec
+	want := s.Address().String()
+	vctx, cancel := context.WithTimeout(ctx, r.p.opts.VerifyTimeout)
+	defer cancel()
+	var last string
+	delay := 50 * time.Millisecond
+	for {
+		ifs, err := r.p.api.ContainerInterfaces(vctx, s.Node, s.VMID)
+		if err == nil {
+			last = "no eth0"
+			for _, i := range ifs {
+				if i.Name == "eth0" {
+					last = i.Inet
+				}
+			}
+			if last == want {
+				break
+			}
+		} else if vctx.Err() == nil && !errors.Is(err, pve.ErrTransient) {
+			return err
+		}
+		select {
+		case <-vctx.Done():
+			return fmt.Errorf("eth0 of CT %d shows %q, not %s, after %s", s.VMID, last, want, r.p.opts.VerifyTimeout)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+	r.res.Checks = append(r.res.Checks, Check{Name: "eth0 address", OK: true, Detail: want})
+
+	ectx, ecancel := context.WithTimeout(ctx, r.p.opts.ExecTimeout)
+	defer ecancel()
+	sh, done, err := r.openShell(ectx, StepVerify)
+	if err != nil || sh == nil {
+		return err
+	}
+	defer done()
+	checks, err := inPodChecks(ectx, sh, s, r.req.Services)
+	r.res.Checks = append(r.res.Checks, checks...)
+	if err != nil {
+		return err
+	}
+	var failed []string
+	for _, c := range checks {
+		if !c.OK {
+			if strings.HasPrefix(c.Name, "service ") {
+				r.warn(StepVerify, c.Name+" is not active: "+c.Detail)
+				continue
+			}
+			failed = append(failed, c.Name+" ("+c.Detail+")")
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("network inside CT %d is not working: %s", s.VMID, strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+// inPodChecks runs the in-container checks shared by create and health.
+func inPodChecks(ctx context.Context, sh *shell, s Spec, services []string) ([]Check, error) {
+	var checks []Check
+	out, code, err := sh.run(ctx, "ip -4 route show default")
+	if err != nil {
+		return checks, err
+	}
+	checks = append(checks, Check{Name: "default route", OK: code == 0 && strings.Contains(out, "via "+s.Gateway.String()), Detail: strings.TrimSpace(out)})
+	out, code, err = sh.run(ctx, "ping -c 1 -W 2 "+s.Gateway.String())
+	if err != nil {
+		return checks, err
+	}
+	checks = append(checks, Check{Name: "gateway reachable", OK: code == 0, Detail: lastLine(out)})
+	out, code, err = sh.run(ctx, "cat /etc/resolv.conf")
+	if err != nil {
+		return checks, err
+	}
+	resolverOK := code == 0
+	for _, d := range s.DNS {
+		resolverOK = resolverOK && strings.Contains(out, "nameserver "+d.String())
+	}
+	checks = append(checks, Check{Name: "resolver", OK: resolverOK, Detail: strings.Join(grepLines(out, "nameserver"), ", ")})
+	for _, svc := range services {
+		if !safeUnit.MatchString(svc) {
+			continue
+		}
+		out, code, err = sh.run(ctx, "systemctl is-active "+svc)
+		if err != nil {
+			return checks, err
+		}
+		checks = append(checks, Check{Name: "service " + svc, OK: code == 0, Detail: strings.TrimSpace(out)})
+	}
+	return checks, nil
+}
+
+// finalize marks the pod ready, restores the template's console mode and
+// assigns the address in IPAM.
+func (r *createRun) finalize(ctx context.Context) error {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if err != nil {
+		return err
+	}
+	m, _ := ParseMarker(cfg.Get("description"))
+	upd := pve.ConfigUpdate{Set: map[string]string{}}
+	if m.State != "ready" {
+		m.State = "ready"
+		upd.Set["description"] = m.Description()
+	}
+	if cfg.Get("cmode") != r.cmode {
+		if r.cmode == "" {
+			upd.Delete = []string{"cmode"}
+		} else {
+			upd.Set["cmode"] = r.cmode
+		}
+	}
+	if len(upd.Set) > 0 || len(upd.Delete) > 0 {
+		r.res.Changed = true
+		if err := r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, upd); err != nil {
+			return err
+		}
+	}
+	if r.lease != nil {
+		if err := r.p.opts.Addresses.Assign(ctx, *r.lease); err != nil {
+			r.warn(StepFinalize, fmt.Sprintf("IPAM: marking %s assigned failed: %v", r.lease.IP, err))
+		}
+	}
+	return nil
+}
+
+func describeWant(s Spec) string {
+	ip, vmid := "the next free address", "the next free VMID"
+	if s.IP.IsValid() {
+		ip = s.IP.String()
+	}
+	if s.VMID != 0 {
+		vmid = "VMID " + strconv.Itoa(s.VMID)
+	}
+	return ip + " and " + vmid + " for " + s.Hostname
+}

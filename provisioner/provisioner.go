@@ -1,0 +1,162 @@
+package provisioner
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// Options tune a Provisioner.
+type Options struct {
+	// TaskTimeout bounds each PVE task wait (a slow ZFS copy takes minutes).
+	TaskTimeout time.Duration
+	// VerifyTimeout bounds waiting for the pod's address to show up.
+	VerifyTimeout time.Duration
+	// ExecTimeout bounds one command inside the container.
+	ExecTimeout time.Duration
+	Retry       pve.RetryPolicy
+	// Wait tunes task polling (intervals); Timeout there is TaskTimeout.
+	Wait pve.WaitOptions
+	// Addresses, when set, records IPs and VMIDs in IPAM (reserve before the
+	// clone, assign when verified, release on rollback and destroy).
+	Addresses Addresses
+	Audit     *AuditLog
+	Logger    logrus.FieldLogger
+	Now       func() time.Time
+	// Rand feeds run ids and console markers; replays make it
+	// deterministic. nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Provisioner runs the CloudPod flows against one PVE cluster.
+type Provisioner struct {
+	api  pve.API
+	opts Options
+	log  logrus.FieldLogger
+
+	mu         sync.Mutex
+	cloneLocks map[string]*sync.Mutex // node/template → serializes clones of one source
+}
+
+// New wires a Provisioner.
+func New(api pve.API, opts Options) *Provisioner {
+	if opts.TaskTimeout <= 0 {
+		opts.TaskTimeout = 30 * time.Minute
+	}
+	if opts.VerifyTimeout <= 0 {
+		opts.VerifyTimeout = 60 * time.Second
+	}
+	if opts.ExecTimeout <= 0 {
+		opts.ExecTimeout = 60 * time.Second
+	}
+	if opts.Retry.Attempts == 0 {
+		opts.Retry = pve.DefaultRetryPolicy
+	}
+	if opts.Logger == nil {
+		l := logrus.New()
+		l.SetOutput(discardWriter{})
+		opts.Logger = l
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	opts.Wait.Timeout = opts.TaskTimeout
+	return &Provisioner{api: api, opts: opts, log: opts.Logger, cloneLocks: map[string]*sync.Mutex{}}
+}
+
+type discardWriter struct{}
+
+func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func (p *Provisioner) cloneLock(node string, template int) *sync.Mutex {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := fmt.Sprintf("%s/%d", node, template)
+	m := p.cloneLocks[key]
+	if m == nil {
+		m = &sync.Mutex{}
+		p.cloneLocks[key] = m
+	}
+	return m
+}
+
+// lockCtx takes m unless ctx ends first.
+func lockCtx(ctx context.Context, m *sync.Mutex) error {
+	for !m.TryLock() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (p *Provisioner) wait(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
+	return pve.WaitTask(ctx, p.api, node, upid, p.opts.Wait)
+}
+
+func (p *Provisioner) randomHex(n int) string {
+	b := make([]byte, n)
+	p.mu.Lock()
+	_, _ = io.ReadFull(p.opts.Rand, b)
+	p.mu.Unlock()
+	return hex.EncodeToString(b)
+}
+
+// Error kinds the CLI maps to exit codes and the service to HTTP statuses.
+var (
+	// ErrInvalidSpec: the request itself is wrong; nothing was contacted.
+	ErrInvalidSpec = errors.New("invalid request")
+	// ErrPreflight: PVE's state forbids the request (missing template,
+	// storage full, address in use…); nothing was created.
+	ErrPreflight = errors.New("preflight check failed")
+	// ErrConflict: the VMID holds a different pod or a guest that is not ours.
+	ErrConflict = errors.New("conflict")
+	// ErrRefused: a safety rule refused the action (destroy without --force…).
+	ErrRefused = errors.New("refused")
+)
+
+// StepError is a failure at one step of a flow.
+type StepError struct {
+	Step string
+	VMID int
+	Err  error
+	// RolledBack says what happened to what the run had created.
+	RolledBack string
+}
+
+func (e *StepError) Error() string {
+	s := fmt.Sprintf("CT %d: step %s failed: %v", e.VMID, e.Step, e.Err)
+	if e.RolledBack != "" {
+		s += "; " + e.RolledBack
+	}
+	return s
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// problem is an error made of one sentence for the operator, classified by kind.
+type problem struct {
+	kind error
+	msg  string
+}
+
+func (e *problem) Error() string        { return e.msg }
+func (e *problem) Is(target error) bool { return target == e.kind }
+
+func problemf(kind error, format string, args ...interface{}) error {
+	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,554 @@
+// Package goproxmox is the one implementation of pve.API: REST through
+// github.com/luthermonson/go-proxmox over our own transport (typed errors,
+// idempotent-only transport retries), and our own termproxy client, since
+// the library's refuses API tokens.
+package goproxmox
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	proxmox "github.com/luthermonson/go-proxmox"
+	"github.com/sirupsen/logrus"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+var _ pve.API = (*Client)(nil)
+
+// Options configure a Client.
+type Options struct {
+	// URL is PVE's address, https://host:8006 or with /api2/json.
+	URL         string
+	TokenID     string // user@realm!name
+	TokenSecret string
+	HTTP        HTTPOptions
+	// Console, when set, logs in with a user's password for the console
+	// only: the path for PVE releases whose termproxy refuses API tokens.
+	Console *ConsoleLogin
+	Logger  logrus.FieldLogger
+}
+
+// ConsoleLogin is a PVE user (not a token) allowed VM.Console.
+type ConsoleLogin struct {
+	User     string // e.g. cloudpods-console@pve
+	Password string
+}
+
+// Client is pve.API over go-proxmox.
+type Client struct {
+	px      *proxmox.Client
+	base    *url.URL // https://host:port/api2/json
+	opts    Options
+	console *proxmox.Client
+	tls     *tls.Config
+	log     logrus.FieldLogger
+}
+
+// NormalizeURL accepts https://host[:port][/api2/json] and returns the API
+// base with /api2/json.
+func NormalizeURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("no PVE address: set --pve-url or PVE_URL, e.g. https://pve.example.net:8006")
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("PVE address %q is not a URL: use https://host:8006", raw)
+	}
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("PVE address %q is not https: PVE's API only speaks HTTPS on port 8006", raw)
+	}
+	if u.Port() == "" {
+		u.Host += ":8006"
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if !strings.HasSuffix(u.Path, "/api2/json") {
+		u.Path += "/api2/json"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+// New builds a Client. It does not contact PVE.
+func New(opts Options) (*Client, error) {
+	base, err := NormalizeURL(opts.URL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.TokenID == "" || opts.TokenSecret == "" {
+		return nil, errors.New("no API token: set PVE_TOKEN_ID and PVE_TOKEN_SECRET, or --token-id and --token-file")
+	}
+	if !strings.Contains(opts.TokenID, "!") || !strings.Contains(opts.TokenID, "@") {
+		return nil, fmt.Errorf("token id %q is not of the form user@realm!name, e.g. cloudpods@pve!provisioner", opts.TokenID)
+	}
+	if opts.Logger == nil {
+		opts.Logger = discard
+	}
+	opts.HTTP.Logger = opts.Logger
+	hc, tlsCfg, err := newHTTPClient(opts.HTTP)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base: base,
+		opts: opts,
+		log:  opts.Logger,
+		tls:  tlsCfg,
+		px:   proxmox.NewClient(base.String(), proxmox.WithHTTPClient(hc), proxmox.WithAPIToken(opts.TokenID, opts.TokenSecret)),
+	}
+	if opts.Console != nil {
+		c.console = proxmox.NewClient(base.String(), proxmox.WithHTTPClient(hc),
+			proxmox.WithCredentials(&proxmox.Credentials{Username: opts.Console.User, Password: opts.Console.Password}))
+	}
+	return c, nil
+}
+
+// call runs one REST call and returns our typed error, not the http
+// package's *url.Error wrapping of it.
+func (c *Client) call(ctx context.Context, method, path string, params map[string]string, out interface{}) error {
+	var err error
+	switch method {
+	case "GET":
+		if len(params) > 0 {
+			err = c.px.GetWithParams(ctx, path, params, out)
+		} else {
+			err = c.px.Get(ctx, path, out)
+		}
+	case "POST":
+		err = c.px.Post(ctx, path, params, out)
+	case "PUT":
+		err = c.px.Put(ctx, path, params, out)
+	case "DELETE":
+		// PVE takes DELETE parameters in the query only.
+		if len(params) > 0 {
+			err = c.px.DeleteWithParams(ctx, path, params, out)
+		} else {
+			err = c.px.Delete(ctx, path, out)
+		}
+	}
+	return unwrapURLError(err)
+}
+
+func unwrapURLError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var apiErr *pve.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	var te *TransportError
+	if errors.As(err, &te) {
+		return te
+	}
+	if errors.Is(err, proxmox.ErrNotAuthorized) {
+		// Our transport turns 401/403 into APIErrors first; this covers a
+		// session login refused inside go-proxmox.
+		return fmt.Errorf("%w: %v", pve.ErrUnauthorized, err)
+	}
+	return err
+}
+
+func (c *Client) Version(ctx context.Context) (pve.Version, error) {
+	var v pve.Version
+	err := c.call(ctx, "GET", "/version", nil, &v)
+	return v, err
+}
+
+func (c *Client) Permissions(ctx context.Context) (pve.Permissions, error) {
+	var raw map[string]map[string]json.Number
+	if err := c.call(ctx, "GET", "/access/permissions", nil, &raw); err != nil {
+		return nil, err
+	}
+	perms := pve.Permissions{}
+	for path, privs := range raw {
+		perms[path] = map[string]bool{}
+		for p := range privs {
+			perms[path][p] = true
+		}
+	}
+	return perms, nil
+}
+
+func (c *Client) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, error) {
+	var nodes []struct {
+		Node   string `json:"node"`
+		Status string `json:"status"`
+		Uptime int64  `json:"uptime"`
+	}
+	if err := c.call(ctx, "GET", "/nodes", nil, &nodes); err != nil {
+		return pve.NodeStatus{}, err
+	}
+	for _, n := range nodes {
+		if n.Node == node {
+			st := pve.NodeStatus{Node: n.Node, Online: n.Status == "online", Uptime: time.Duration(n.Uptime) * time.Second}
+			if st.Online {
+				var detail struct {
+					PVEVersion string `json:"pveversion"`
+				}
+				if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/status", nil, &detail); err != nil {
+					return st, err
+				}
+				st.PVEVersion = detail.PVEVersion
+			}
+			return st, nil
+		}
+	}
+	return pve.NodeStatus{}, fmt.Errorf("node %q: %w", node, pve.ErrNotFound)
+}
+
+func (c *Client) Storages(ctx context.Context, node string) ([]pve.Storage, error) {
+	var raw []struct {
+		Storage string    `json:"storage"`
+		Type    string    `json:"type"`
+		Content string    `json:"content"`
+		Active  flexInt   `json:"active"`
+		Enabled flexInt   `json:"enabled"`
+		Shared  flexInt   `json:"shared"`
+		Total   flexInt64 `json:"total"`
+		Used    flexInt64 `json:"used"`
+		Avail   flexInt64 `json:"avail"`
+	}
+	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/storage", nil, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.Storage, 0, len(raw))
+	for _, s := range raw {
+		out = append(out, pve.Storage{ID: s.Storage, Type: s.Type, Content: splitList(s.Content), Active: s.Active == 1,
+			Enabled: s.Enabled == 1, Shared: s.Shared == 1, Total: int64(s.Total), Used: int64(s.Used), Avail: int64(s.Avail)})
+	}
+	return out, nil
+}
+
+func (c *Client) NetworkInterfaces(ctx context.Context, node string) ([]pve.HostInterface, error) {
+	var raw []struct {
+		Iface  string  `json:"iface"`
+		Type   string  `json:"type"`
+		Active flexInt `json:"active"`
+	}
+	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/network", nil, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.HostInterface, 0, len(raw))
+	for _, r := range raw {
+		out = append(out, pve.HostInterface{Name: r.Iface, Type: r.Type, Active: r.Active == 1})
+	}
+	return out, nil
+}
+
+func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
+	var raw []struct {
+		VMID     flexInt `json:"vmid"`
+		Type     string  `json:"type"`
+		Node     string  `json:"node"`
+		Name     string  `json:"name"`
+		Status   string  `json:"status"`
+		Template flexInt `json:"template"`
+		Lock     string  `json:"lock"`
+		Tags     string  `json:"tags"`
+	}
+	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "vm"}, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.Guest, 0, len(raw))
+	for _, g := range raw {
+		out = append(out, pve.Guest{VMID: int(g.VMID), Type: g.Type, Node: g.Node, Name: g.Name, Status: g.Status,
+			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags})
+	}
+	return out, nil
+}
+
+func (c *Client) VMIDFree(ctx context.Context, vmid int) (bool, error) {
+	var id json.RawMessage
+	err := c.call(ctx, "GET", "/cluster/nextid", map[string]string{"vmid": strconv.Itoa(vmid)}, &id)
+	if errors.Is(err, pve.ErrAlreadyExists) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func guestPath(node, kind string, vmid int, rest string) string {
+	return "/nodes/" + url.PathEscape(node) + "/" + kind + "/" + strconv.Itoa(vmid) + rest
+}
+
+func (c *Client) config(ctx context.Context, node, kind string, vmid int) (pve.Config, error) {
+	var raw map[string]json.RawMessage
+	if err := c.call(ctx, "GET", guestPath(node, kind, vmid, "/config"), nil, &raw); err != nil {
+		return pve.Config{}, err
+	}
+	cfg := pve.Config{Values: make(map[string]string, len(raw))}
+	for k, v := range raw {
+		var s string
+		if json.Unmarshal(v, &s) != nil {
+			s = strings.TrimSpace(string(v)) // numbers stay in PVE's text form
+		}
+		if k == "digest" {
+			cfg.Digest = s
+			continue
+		}
+		cfg.Values[k] = s
+	}
+	return cfg, nil
+}
+
+func (c *Client) ContainerConfig(ctx context.Context, node string, vmid int) (pve.Config, error) {
+	return c.config(ctx, node, "lxc", vmid)
+}
+
+func (c *Client) VMConfig(ctx context.Context, node string, vmid int) (pve.Config, error) {
+	return c.config(ctx, node, "qemu", vmid)
+}
+
+func (c *Client) ContainerStatus(ctx context.Context, node string, vmid int) (pve.GuestStatus, error) {
+	var raw struct {
+		VMID    flexInt   `json:"vmid"`
+		Status  string    `json:"status"`
+		Name    string    `json:"name"`
+		Lock    string    `json:"lock"`
+		Uptime  flexInt64 `json:"uptime"`
+		CPU     float64   `json:"cpu"`
+		CPUs    flexInt   `json:"cpus"`
+		Mem     flexInt64 `json:"mem"`
+		MaxMem  flexInt64 `json:"maxmem"`
+		Disk    flexInt64 `json:"disk"`
+		MaxDisk flexInt64 `json:"maxdisk"`
+		Swap    flexInt64 `json:"swap"`
+		MaxSwap flexInt64 `json:"maxswap"`
+		Tags    string    `json:"tags"`
+		HA      struct {
+			Managed flexInt `json:"managed"`
+		} `json:"ha"`
+	}
+	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/status/current"), nil, &raw); err != nil {
+		return pve.GuestStatus{}, err
+	}
+	return pve.GuestStatus{VMID: int(raw.VMID), Status: raw.Status, Name: raw.Name, Lock: raw.Lock,
+		Uptime: time.Duration(raw.Uptime) * time.Second, CPU: raw.CPU, CPUs: int(raw.CPUs), Mem: int64(raw.Mem),
+		MaxMem: int64(raw.MaxMem), Disk: int64(raw.Disk), MaxDisk: int64(raw.MaxDisk), Swap: int64(raw.Swap),
+		MaxSwap: int64(raw.MaxSwap), HA: raw.HA.Managed == 1, Tags: raw.Tags}, nil
+}
+
+func (c *Client) ContainerInterfaces(ctx context.Context, node string, vmid int) ([]pve.GuestInterface, error) {
+	var raw []struct {
+		Name   string `json:"name"`
+		HWAddr string `json:"hwaddr"`
+		Inet   string `json:"inet"`
+		Inet6  string `json:"inet6"`
+	}
+	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/interfaces"), nil, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.GuestInterface, 0, len(raw))
+	for _, r := range raw {
+		out = append(out, pve.GuestInterface{Name: r.Name, HWAddr: r.HWAddr, Inet: r.Inet, Inet6: r.Inet6})
+	}
+	return out, nil
+}
+
+func (c *Client) CloneContainer(ctx context.Context, node string, source int, o pve.CloneOptions) (string, error) {
+	p := map[string]string{"newid": strconv.Itoa(o.NewID)}
+	setIf(p, "hostname", o.Hostname)
+	setIf(p, "description", o.Description)
+	setIf(p, "pool", o.Pool)
+	if o.Full {
+		p["full"] = "1"
+		setIf(p, "storage", o.Storage) // PVE refuses storage for linked clones
+	}
+	var upid string
+	err := c.call(ctx, "POST", guestPath(node, "lxc", source, "/clone"), p, &upid)
+	return upid, err
+}
+
+func (c *Client) UpdateContainerConfig(ctx context.Context, node string, vmid int, upd pve.ConfigUpdate) error {
+	p := make(map[string]string, len(upd.Set)+2)
+	for k, v := range upd.Set {
+		p[k] = v
+	}
+	if len(upd.Delete) > 0 {
+		p["delete"] = strings.Join(upd.Delete, ",")
+	}
+	setIf(p, "digest", upd.Digest)
+	return c.call(ctx, "PUT", guestPath(node, "lxc", vmid, "/config"), p, nil)
+}
+
+func (c *Client) StartContainer(ctx context.Context, node string, vmid int) (string, error) {
+	var upid string
+	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/start"), nil, &upid)
+	return upid, err
+}
+
+func (c *Client) ShutdownContainer(ctx context.Context, node string, vmid int, timeout time.Duration, forceStop bool) (string, error) {
+	p := map[string]string{"timeout": strconv.Itoa(int(timeout.Seconds()))}
+	if forceStop {
+		p["forceStop"] = "1"
+	}
+	var upid string
+	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/shutdown"), p, &upid)
+	return upid, err
+}
+
+func (c *Client) StopContainer(ctx context.Context, node string, vmid int) (string, error) {
+	var upid string
+	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/stop"), nil, &upid)
+	return upid, err
+}
+
+func (c *Client) DeleteContainer(ctx context.Context, node string, vmid int, o pve.DeleteOptions) (string, error) {
+	p := map[string]string{}
+	if o.Force {
+		p["force"] = "1"
+	}
+	if o.Purge {
+		p["purge"] = "1"
+	}
+	if o.DestroyUnreferencedDisks {
+		p["destroy-unreferenced-disks"] = "1"
+	}
+	var upid string
+	err := c.call(ctx, "DELETE", guestPath(node, "lxc", vmid, ""), p, &upid)
+	return upid, err
+}
+
+func (c *Client) Snapshots(ctx context.Context, node string, vmid int) ([]pve.Snapshot, error) {
+	var raw []struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/snapshot"), nil, &raw); err != nil {
+		return nil, err
+	}
+	var out []pve.Snapshot
+	for _, s := range raw {
+		if s.Name == "current" { // PVE lists the live state as a pseudo-snapshot
+			continue
+		}
+		out = append(out, pve.Snapshot{Name: s.Name, Description: s.Description})
+	}
+	return out, nil
+}
+
+func (c *Client) Backup(ctx context.Context, node string, o pve.BackupOptions) (string, error) {
+	p := map[string]string{"vmid": strconv.Itoa(o.VMID)}
+	setIf(p, "storage", o.Storage)
+	setIf(p, "mode", o.Mode)
+	setIf(p, "compress", o.Compress)
+	setIf(p, "notes-template", o.NotesTemplate)
+	var upid string
+	err := c.call(ctx, "POST", "/nodes/"+url.PathEscape(node)+"/vzdump", p, &upid)
+	return upid, err
+}
+
+func (c *Client) StorageContent(ctx context.Context, node, storage, content string) ([]pve.Volume, error) {
+	var raw []struct {
+		VolID   string    `json:"volid"`
+		Format  string    `json:"format"`
+		Size    flexInt64 `json:"size"`
+		CTime   flexInt64 `json:"ctime"`
+		VMID    flexInt   `json:"vmid"`
+		Notes   string    `json:"notes"`
+		Subtype string    `json:"subtype"`
+	}
+	var params map[string]string
+	if content != "" {
+		params = map[string]string{"content": content}
+	}
+	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/storage/"+url.PathEscape(storage)+"/content", params, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.Volume, 0, len(raw))
+	for _, v := range raw {
+		out = append(out, pve.Volume{VolID: v.VolID, Format: v.Format, Size: int64(v.Size), CTime: time.Unix(int64(v.CTime), 0),
+			VMID: int(v.VMID), Notes: v.Notes, Subtype: v.Subtype})
+	}
+	return out, nil
+}
+
+func (c *Client) TaskStatus(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
+	var raw struct {
+		UPID       string    `json:"upid"`
+		Node       string    `json:"node"`
+		Type       string    `json:"type"`
+		ID         string    `json:"id"`
+		User       string    `json:"user"`
+		TokenID    string    `json:"tokenid"`
+		Status     string    `json:"status"`
+		ExitStatus string    `json:"exitstatus"`
+		StartTime  flexInt64 `json:"starttime"`
+	}
+	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/tasks/"+url.PathEscape(upid)+"/status", nil, &raw); err != nil {
+		return pve.TaskStatus{}, err
+	}
+	return pve.TaskStatus{UPID: raw.UPID, Node: raw.Node, Type: raw.Type, ID: raw.ID, User: raw.User, TokenID: raw.TokenID,
+		Status: raw.Status, ExitStatus: raw.ExitStatus, StartTime: time.Unix(int64(raw.StartTime), 0)}, nil
+}
+
+func (c *Client) TaskLog(ctx context.Context, node, upid string, start, limit int) ([]string, error) {
+	var lines []struct {
+		N int    `json:"n"`
+		T string `json:"t"`
+	}
+	params := map[string]string{"start": strconv.Itoa(start), "limit": strconv.Itoa(limit)}
+	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/tasks/"+url.PathEscape(upid)+"/log", params, &lines); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		out = append(out, l.T)
+	}
+	return out, nil
+}
+
+func setIf(m map[string]string, k, v string) {
+	if v != "" {
+		m[k] = v
+	}
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// flexInt decodes PVE's integers, which arrive as numbers or strings.
+type flexInt int
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	var v flexInt64
+	if err := v.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	*f = flexInt(v)
+	return nil
+}
+
+type flexInt64 int64
+
+func (f *flexInt64) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*f = 0
+		return nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		*f = flexInt64(n)
+		return nil
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("not a number: %s", b)
+	}
+	*f = flexInt64(x)
+	return nil
+}

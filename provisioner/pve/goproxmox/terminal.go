@@ -1,0 +1,143 @@
+package goproxmox
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	proxmox "github.com/luthermonson/go-proxmox"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// OpenTerminal opens the container console: POST termproxy, then the
+// vncwebsocket with the ticket, then termproxy's "user:ticket\n" → "OK"
+// handshake. What follows is the raw PTY.
+func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.Terminal, error) {
+	px := c.px
+	header := http.Header{}
+	if c.console != nil {
+		if err := c.console.CreateSession(ctx); err != nil {
+			return nil, fmt.Errorf("console login as %s: %w", c.opts.Console.User, unwrapURLError(err))
+		}
+		px = c.console
+		header.Set("Cookie", "PVEAuthCookie="+c.console.Session().Ticket)
+	} else {
+		header.Set("Authorization", "PVEAPIToken="+c.opts.TokenID+"="+c.opts.TokenSecret)
+	}
+	var term proxmox.Term
+	path := guestPath(node, "lxc", vmid, "/termproxy")
+	if err := unwrapURLError(px.Post(ctx, path, nil, &term)); err != nil {
+		return nil, err
+	}
+	port := strconv.Itoa(int(term.Port))
+
+	ws := *c.base
+	ws.Scheme = "wss"
+	ws.Path = ws.Path + guestPath(node, "lxc", vmid, "/vncwebsocket")
+	ws.RawQuery = url.Values{"port": {port}, "vncticket": {term.Ticket}}.Encode()
+	dialer := websocket.Dialer{
+		TLSClientConfig:  c.tls,
+		HandshakeTimeout: 10 * time.Second, // termproxy waits 10 s for us
+		Subprotocols:     []string{"binary"},
+		Proxy:            nil,
+	}
+	conn, resp, err := dialer.DialContext(ctx, ws.String(), header)
+	if err != nil {
+		if resp != nil {
+			return nil, &pve.APIError{Method: "GET", Path: guestPath(node, "lxc", vmid, "/vncwebsocket"), Status: resp.StatusCode, Message: reason(resp)}
+		}
+		return nil, &TransportError{Method: "GET", Path: guestPath(node, "lxc", vmid, "/vncwebsocket"), Err: err}
+	}
+	t := &terminal{conn: conn}
+	if err := t.handshake(ctx, term.User, term.Ticket); err != nil {
+		conn.Close()
+		if c.console == nil && errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("console of CT %d: %w (%v)", vmid, pve.ErrConsoleRefusesTokens, err)
+		}
+		return nil, fmt.Errorf("console of CT %d: %w", vmid, err)
+	}
+	return t, nil
+}
+
+// terminal speaks termproxy's client protocol: "0:LEN:DATA" input,
+// "1:COLS:ROWS:" resize, "2" ping; the server sends raw bytes.
+type terminal struct {
+	conn    *websocket.Conn
+	wmu     sync.Mutex
+	pending []byte // bytes received but not yet read
+}
+
+func (t *terminal) handshake(ctx context.Context, user, ticket string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = t.conn.SetReadDeadline(deadline)
+	defer t.conn.SetReadDeadline(time.Time{})
+	if err := t.send([]byte(user + ":" + ticket + "\n")); err != nil {
+		return err
+	}
+	var got []byte
+	for len(got) < 2 {
+		_, msg, err := t.conn.ReadMessage()
+		if err != nil {
+			// termproxy closes the socket on a refused ticket.
+			return fmt.Errorf("handshake: %w", io.ErrUnexpectedEOF)
+		}
+		got = append(got, msg...)
+	}
+	if !bytes.HasPrefix(got, []byte("OK")) {
+		return fmt.Errorf("handshake: termproxy answered %q instead of OK", got)
+	}
+	t.pending = got[2:]
+	return nil
+}
+
+func (t *terminal) send(b []byte) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.conn.WriteMessage(websocket.BinaryMessage, b)
+}
+
+func (t *terminal) Read(p []byte) (int, error) {
+	for len(t.pending) == 0 {
+		_, msg, err := t.conn.ReadMessage()
+		if err != nil {
+			return 0, io.EOF
+		}
+		t.pending = msg
+	}
+	n := copy(p, t.pending)
+	t.pending = t.pending[n:]
+	return n, nil
+}
+
+func (t *terminal) Write(p []byte) (int, error) {
+	frame := make([]byte, 0, len(p)+16)
+	frame = append(frame, "0:"+strconv.Itoa(len(p))+":"...)
+	frame = append(frame, p...)
+	if err := t.send(frame); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (t *terminal) Resize(cols, rows int) error {
+	return t.send([]byte("1:" + strconv.Itoa(cols) + ":" + strconv.Itoa(rows) + ":"))
+}
+
+func (t *terminal) Close() error {
+	t.wmu.Lock()
+	_ = t.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	t.wmu.Unlock()
+	return t.conn.Close()
+}

@@ -1,0 +1,186 @@
+package provisioner
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// shell runs commands in a container over its console's raw PTY and gets
+// back each command's output and exit status. Commands are framed by
+// markers the shell prints with printf, so the echoed command line (which
+// contains the marker's pieces, never the joined marker) cannot be mistaken
+// for the output.
+type shell struct {
+	term   pve.Terminal
+	out    chan []byte
+	errc   chan error
+	buf    bytes.Buffer
+	nonce  string
+	serial int
+	quit   chan struct{}
+}
+
+// maxLine keeps every line we type under the kernel's canonical-mode limit
+// (4095 bytes), past which a PTY silently drops input.
+const maxLine = 3000
+
+func newShell(term pve.Terminal, nonce string) *shell {
+	s := &shell{term: term, out: make(chan []byte, 64), errc: make(chan error, 1), nonce: nonce, quit: make(chan struct{})}
+	_ = term.Resize(200, 50)
+	go s.pump()
+	return s
+}
+
+func (s *shell) pump() {
+	for {
+		buf := make([]byte, 4096)
+		n, err := s.term.Read(buf)
+		if n > 0 {
+			select {
+			case s.out <- buf[:n]:
+			case <-s.quit:
+				return
+			}
+		}
+		if err != nil {
+			s.errc <- err
+			close(s.out)
+			return
+		}
+	}
+}
+
+// run executes cmd (a shell command line we composed; operator input only
+// ever reaches it base64-encoded) and returns its combined output and exit
+// status.
+func (s *shell) run(ctx context.Context, cmd string) (string, int, error) {
+	s.serial++
+	id := s.nonce + strconv.Itoa(s.serial)
+	line := fmt.Sprintf("printf '%%s:%%s\\n' CPB %s; { %s\n} 2>&1; printf '%%s:%%s:%%d\\n' CPE %s \"$?\"\n", id, cmd, id)
+	for _, l := range strings.Split(line, "\n") {
+		if len(l) > maxLine {
+			return "", -1, fmt.Errorf("command line of %d bytes is over the console's %d-byte limit", len(l), maxLine)
+		}
+	}
+	if _, err := s.term.Write([]byte(line)); err != nil {
+		return "", -1, fmt.Errorf("console write: %w", err)
+	}
+	begin := []byte("CPB:" + id)
+	end := regexp.MustCompile(`CPE:` + id + `:(\d+)\r?\n`)
+	for {
+		data := s.buf.Bytes()
+		if m := end.FindSubmatchIndex(data); m != nil {
+			out := data[:m[0]]
+			if i := bytes.LastIndex(out, begin); i >= 0 {
+				out = out[i+len(begin):]
+			}
+			code, _ := strconv.Atoi(string(data[m[2]:m[3]]))
+			s.buf.Next(m[1])
+			return cleanOutput(out), code, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", -1, fmt.Errorf("console command: %w", ctx.Err())
+		case chunk, ok := <-s.out:
+			if !ok {
+				err := <-s.errc
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return "", -1, fmt.Errorf("console closed: %w", err)
+			}
+			s.buf.Write(chunk)
+		}
+	}
+}
+
+// cleanOutput drops the line ending of the begin marker and the PTY's CRs.
+func cleanOutput(b []byte) string {
+	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	s = strings.TrimPrefix(s, "\n")
+	return strings.TrimSuffix(s, "\n")
+}
+
+// writeFile puts content at path with mode, atomically (temp + rename), and
+// checks the result by its SHA-256. Content travels base64-encoded in
+// chunks, so nothing of it is ever interpreted by the shell.
+func (s *shell) writeFile(ctx context.Context, path string, content []byte, mode string) error {
+	if !safePath.MatchString(path) || !safeMode.MatchString(mode) {
+		return fmt.Errorf("refusing unsafe path %q or mode %q", path, mode)
+	}
+	tmp := path + ".cloudpods-tmp"
+	enc := base64.StdEncoding.EncodeToString(content)
+	if _, code, err := s.run(ctx, "umask 077; : > "+tmp+".b64"); err != nil || code != 0 {
+		return fmt.Errorf("write %s: cannot create temp file (exit %d): %w", path, code, err)
+	}
+	const chunk = 2048
+	for i := 0; i < len(enc); i += chunk {
+		part := enc[i:min(i+chunk, len(enc))]
+		if out, code, err := s.run(ctx, "printf '%s' '"+part+"' >> "+tmp+".b64"); err != nil || code != 0 {
+			return fmt.Errorf("write %s: %s (exit %d): %w", path, out, code, err)
+		}
+	}
+	cmd := "base64 -d " + tmp + ".b64 > " + tmp + " && chmod " + mode + " " + tmp + " && mv " + tmp + " " + path + "; rc=$?; rm -f " + tmp + ".b64; test $rc -eq 0"
+	if out, code, err := s.run(ctx, cmd); err != nil || code != 0 {
+		return fmt.Errorf("write %s: %s (exit %d): %w", path, out, code, err)
+	}
+	sum := sha256.Sum256(content)
+	out, code, err := s.run(ctx, "sha256sum "+path)
+	if err != nil || code != 0 {
+		return fmt.Errorf("verify %s: %s (exit %d): %w", path, out, code, err)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(out), hex.EncodeToString(sum[:])) {
+		return fmt.Errorf("verify %s: content differs after write (%q)", path, out)
+	}
+	return nil
+}
+
+// fileSHA256 returns the hex SHA-256 of a file in the container, "" when
+// it does not exist.
+func (s *shell) fileSHA256(ctx context.Context, path string) (string, error) {
+	if !safePath.MatchString(path) {
+		return "", fmt.Errorf("refusing unsafe path %q", path)
+	}
+	out, code, err := s.run(ctx, "sha256sum "+path)
+	if err != nil {
+		return "", err
+	}
+	if code != 0 {
+		return "", nil
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return "", nil
+	}
+	return f[0], nil
+}
+
+var (
+	safePath = regexp.MustCompile(`^/[A-Za-z0-9._/-]+$`)
+	safeMode = regexp.MustCompile(`^[0-7]{3,4}$`)
+)
+
+// openShell attaches to a container's console, retrying transient refusals.
+func (p *Provisioner) openShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
+	var term pve.Terminal
+	err := p.opts.Retry.Do(ctx, fmt.Sprintf("open console of CT %d", vmid), func(ctx context.Context) error {
+		var err error
+		term, err = p.api.OpenTerminal(ctx, node, vmid)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	sh := newShell(term, p.randomHex(6))
+	return sh, func() { close(sh.quit); term.Close() }, nil
+}

@@ -1,0 +1,131 @@
+// Package provisioner holds CloudPods' flows — create, destroy, backup,
+// health, list — over the narrow pve.API. The CLI and the service call the
+// same functions; there is one implementation of each flow.
+package provisioner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Spec is one CloudPod as the operator or the panel asks for it.
+type Spec struct {
+	VMID         int          `json:"vmid"`
+	Hostname     string       `json:"hostname"`
+	IP           netip.Addr   `json:"ip"`
+	Subnet       netip.Prefix `json:"subnet"` // the LAN, e.g. 10.1.10.0/24; the pod's prefix length comes from it
+	Gateway      netip.Addr   `json:"gateway"`
+	DNS          []netip.Addr `json:"dns"`
+	SearchDomain string       `json:"searchdomain,omitempty"`
+	Cores        int          `json:"cores"`
+	MemoryMB     int          `json:"memory"`
+	SwapMB       int          `json:"swap"`
+	Storage      string       `json:"storage"`
+	Bridge       string       `json:"bridge"`
+	Node         string       `json:"node"`
+	Template     int          `json:"template"`
+	TemplateIP   netip.Addr   `json:"-"` // the golden template's own address, never handed out
+	Tenant       string       `json:"tenant,omitempty"`
+	Tags         []string     `json:"tags,omitempty"`
+	Linked       bool         `json:"linked,omitempty"`
+}
+
+// DefaultSpec is the CloudPods environment: node pve, CT 9000, clients-main,
+// vmbr0 on 10.1.10.0/24 with gateway .1, and the template's 2 cores,
+// 2048 MB, 512 MB swap.
+func DefaultSpec() Spec {
+	return Spec{
+		Subnet:     netip.MustParsePrefix("10.1.10.0/24"),
+		Gateway:    netip.MustParseAddr("10.1.10.1"),
+		DNS:        []netip.Addr{netip.MustParseAddr("10.1.10.1")},
+		Cores:      2,
+		MemoryMB:   2048,
+		SwapMB:     512,
+		Storage:    "clients-main",
+		Bridge:     "vmbr0",
+		Node:       "pve",
+		Template:   9000,
+		TemplateIP: netip.MustParseAddr("10.1.10.90"),
+	}
+}
+
+// Address is the pod's address with the subnet's prefix length.
+func (s Spec) Address() netip.Prefix { return netip.PrefixFrom(s.IP, s.Subnet.Bits()) }
+
+// Hash identifies the spec's effective content: two runs with the same hash
+// want the same pod, so the second converges instead of refusing.
+func (s Spec) Hash() string {
+	b, _ := json.Marshal(s.essentials())
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+type essentials struct {
+	VMID     int      `json:"vmid"`
+	Hostname string   `json:"hostname"`
+	Address  string   `json:"ip"`
+	Gateway  string   `json:"gw"`
+	DNS      []string `json:"dns,omitempty"`
+	Search   string   `json:"search,omitempty"`
+	Cores    int      `json:"cores"`
+	MemoryMB int      `json:"memory"`
+	SwapMB   int      `json:"swap"`
+	Storage  string   `json:"storage"`
+	Bridge   string   `json:"bridge"`
+	Node     string   `json:"node"`
+	Template int      `json:"template"`
+	Tenant   string   `json:"tenant,omitempty"`
+}
+
+func (s Spec) essentials() essentials {
+	e := essentials{VMID: s.VMID, Hostname: s.Hostname, Address: s.Address().String(), Gateway: s.Gateway.String(),
+		Search: s.SearchDomain, Cores: s.Cores, MemoryMB: s.MemoryMB, SwapMB: s.SwapMB, Storage: s.Storage,
+		Bridge: s.Bridge, Node: s.Node, Template: s.Template, Tenant: s.Tenant}
+	for _, d := range s.DNS {
+		e.DNS = append(e.DNS, d.String())
+	}
+	return e
+}
+
+// diff lists the fields where two specs differ, as "field: old → new".
+func diffEssentials(old, new essentials) []string {
+	a, _ := json.Marshal(old)
+	b, _ := json.Marshal(new)
+	var ma, mb map[string]interface{}
+	_ = json.Unmarshal(a, &ma)
+	_ = json.Unmarshal(b, &mb)
+	keys := map[string]bool{}
+	for k := range ma {
+		keys[k] = true
+	}
+	for k := range mb {
+		keys[k] = true
+	}
+	var out []string
+	for k := range keys {
+		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
+			out = append(out, fmt.Sprintf("%s: %v → %v", k, show(ma[k]), show(mb[k])))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func show(v interface{}) string {
+	if v == nil {
+		return "(unset)"
+	}
+	if l, ok := v.([]interface{}); ok {
+		parts := make([]string, len(l))
+		for i, x := range l {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, " ")
+	}
+	return fmt.Sprint(v)
+}
