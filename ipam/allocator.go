@@ -1,0 +1,531 @@
+package ipam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// DefaultReservationTTL is how long a reservation holds its address and VMID
+// before the pod must be assigned; a crashed create frees them after this.
+const DefaultReservationTTL = 15 * time.Minute
+
+// Notes recorded on leases.
+const (
+	noteExpired    = "reservation expired"
+	noteReleased   = "released"
+	noteMissing    = "no guest in PVE"
+	noteFoundOnPVE = "found on PVE guest"
+)
+
+// Claimer is an authority outside the registry that must agree before an
+// address is handed out, for controllers that do not share a registry file.
+// SDNClaimer is the one over PVE's SDN IPAM.
+type Claimer interface {
+	// Claim takes ip. An error matching ErrAddressInUse means someone else
+	// holds it and the allocator moves on to the next address.
+	Claim(ctx context.Context, ip netip.Addr, mac string) error
+	// Unclaim gives ip back; an address not held is not an error.
+	Unclaim(ctx context.Context, ip netip.Addr) error
+	// Claimed lists every address held, by anyone.
+	Claimed(ctx context.Context) ([]netip.Addr, error)
+}
+
+// Allocator hands out leases from one pool and VMID range.
+type Allocator struct {
+	store   Store
+	pool    Pool
+	vmids   VMIDRange
+	inv     Inventory
+	claimer Claimer
+	now     func() time.Time
+	ttl     time.Duration
+	log     logrus.FieldLogger
+}
+
+// Option configures an Allocator.
+type Option func(*Allocator)
+
+// WithClock replaces time.Now, for expiry tests.
+func WithClock(now func() time.Time) Option { return func(a *Allocator) { a.now = now } }
+
+// WithReservationTTL sets how long a reservation lasts (DefaultReservationTTL).
+func WithReservationTTL(d time.Duration) Option { return func(a *Allocator) { a.ttl = d } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l logrus.FieldLogger) Option { return func(a *Allocator) { a.log = l } }
+
+// WithClaimer makes every address also be claimed from c (the pve-sdn
+// backend) before it is handed out, and unclaimed when it is released.
+func WithClaimer(c Claimer) Option { return func(a *Allocator) { a.claimer = c } }
+
+// New returns an allocator for pool and vmids over store, reconciling with inv.
+func New(store Store, pool Pool, vmids VMIDRange, inv Inventory, opts ...Option) (*Allocator, error) {
+	if store == nil {
+		return nil, errors.New("ipam: no registry store")
+	}
+	if inv == nil {
+		return nil, errors.New("ipam: no PVE inventory; addresses cannot be handed out without checking PVE")
+	}
+	if err := pool.Validate(); err != nil {
+		return nil, err
+	}
+	if err := vmids.Validate(); err != nil {
+		return nil, fmt.Errorf("pool %s: %w", pool.Name, err)
+	}
+	discard := logrus.New()
+	discard.SetOutput(io.Discard)
+	a := &Allocator{store: store, pool: pool, vmids: vmids, inv: inv, now: time.Now, ttl: DefaultReservationTTL, log: discard}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.ttl <= 0 {
+		return nil, fmt.Errorf("ipam: reservation TTL %s must be positive", a.ttl)
+	}
+	a.log = a.log.WithField("pool", pool.Name)
+	return a, nil
+}
+
+// Pool is the allocator's pool.
+func (a *Allocator) Pool() Pool { return a.pool }
+
+// VMIDs is the allocator's VMID range.
+func (a *Allocator) VMIDs() VMIDRange { return a.vmids }
+
+// Request asks for a lease.
+type Request struct {
+	Hostname string
+	Tenant   string
+	// Owner is the job or controller asking. Reserve is idempotent per
+	// Owner+Hostname: asking again returns the same lease.
+	Owner string
+	// IP is the address wanted; zero means the next free one.
+	IP netip.Addr
+	// VMID is the VMID wanted; 0 means the next free one.
+	VMID int
+	// MAC is passed to the claimer (PVE's SDN IPAM records it); optional.
+	MAC string
+}
+
+func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
+
+// Reserve hands out an address and a VMID, both free in the registry and on
+// every PVE guest. Explicit ones are checked and taken, or refused with
+// ErrOutOfRange, ErrAddressInUse or ErrVMIDInUse. If the owner and hostname
+// already hold a lease it is returned (a reservation's expiry is renewed);
+// if their reservation expired, its address and VMID are preferred.
+func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
+	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
+		return Lease{}, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
+			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+	}
+	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
+		return Lease{}, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
+	}
+	guests, err := a.inv.Used(ctx)
+	if err != nil {
+		return Lease{}, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+	}
+	var lease Lease
+	var claimed netip.Addr
+	err = a.store.Update(ctx, func(reg *Registry) error {
+		now := a.now()
+		a.expire(ctx, reg, now)
+		if i := a.findKey(reg, req, now); i >= 0 {
+			return a.reuse(&reg.Leases[i], req, now, &lease)
+		}
+		used, err := a.occupancy(ctx, reg, guests, now)
+		if err != nil {
+			return err
+		}
+		prev := a.previous(reg, req)
+		vmid, err := a.pickVMID(req, used, prev)
+		if err != nil {
+			return err
+		}
+		ip, err := a.pickIP(ctx, req, used, prev)
+		if err != nil {
+			return err
+		}
+		claimed = ip
+		lease = Lease{
+			Pool: a.pool.Name, IP: ip, VMID: vmid,
+			Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, MAC: req.MAC,
+			State: StateReserved, Source: SourceCloudpod,
+			ReservedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.ttl),
+		}
+		reg.Leases = append(dropSuperseded(reg.Leases, ip, vmid), lease)
+		return nil
+	})
+	if err != nil {
+		a.unclaimUnrecorded(ctx, claimed)
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	a.log.WithFields(logrus.Fields{"ip": lease.IP, "vmid": lease.VMID, "hostname": lease.Hostname, "owner": lease.Owner}).Info("ipam: reserved")
+	return lease, nil
+}
+
+// reuse returns the caller's existing active lease, renewing a reservation.
+func (a *Allocator) reuse(l *Lease, req Request, now time.Time, out *Lease) error {
+	if (req.IP.IsValid() && req.IP != l.IP) || (req.VMID != 0 && req.VMID != l.VMID) {
+		return fmt.Errorf("owner %q hostname %q already hold %s vmid %d: %w", l.Owner, l.Hostname, l.IP, l.VMID, ErrLeaseConflict)
+	}
+	if l.State == StateReserved {
+		l.ExpiresAt = now.Add(a.ttl)
+		l.UpdatedAt = now
+	}
+	*out = *l
+	return nil
+}
+
+// Assign marks the lease's pod as created; the lease stops expiring. A
+// reservation that expired is taken back if nobody has its address or VMID.
+func (a *Allocator) Assign(ctx context.Context, lease Lease) (Lease, error) {
+	var out Lease
+	err := a.store.Update(ctx, func(reg *Registry) error {
+		now := a.now()
+		i := a.findLease(reg, lease)
+		if i < 0 {
+			return fmt.Errorf("%s vmid %d: %w", lease.IP, lease.VMID, ErrNotFound)
+		}
+		l := &reg.Leases[i]
+		expiredAway := l.State == StateReleased && l.Note == noteExpired
+		if l.State == StateReleased && !expiredAway {
+			return fmt.Errorf("%s vmid %d was released: %w", lease.IP, lease.VMID, ErrNotFound)
+		}
+		if expiredAway && a.claimer != nil {
+			if err := a.claimer.Claim(ctx, l.IP, l.MAC); err != nil {
+				return fmt.Errorf("take back expired %s: %w", l.IP, err)
+			}
+		}
+		l.State, l.Note, l.ExpiresAt, l.UpdatedAt = StateAssigned, "", time.Time{}, now
+		out = *l
+		a.expire(ctx, reg, now)
+		return nil
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("assign in pool %s: %w", a.pool.Name, err)
+	}
+	a.log.WithFields(logrus.Fields{"ip": out.IP, "vmid": out.VMID, "hostname": out.Hostname}).Info("ipam: assigned")
+	return out, nil
+}
+
+// Ref names a lease by address or by VMID.
+type Ref struct {
+	IP   netip.Addr
+	VMID int
+}
+
+// ParseRef reads "10.1.10.95" or "9105".
+func ParseRef(s string) (Ref, error) {
+	s = strings.TrimSpace(s)
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return Ref{IP: ip}, nil
+	}
+	if id, err := strconv.Atoi(s); err == nil && id > 0 {
+		return Ref{VMID: id}, nil
+	}
+	return Ref{}, fmt.Errorf("%q is neither an IPv4 address nor a VMID", s)
+}
+
+func (r Ref) String() string {
+	if r.IP.IsValid() {
+		return r.IP.String()
+	}
+	return "vmid " + strconv.Itoa(r.VMID)
+}
+
+func (r Ref) matches(l Lease) bool {
+	return (r.IP.IsValid() && l.IP == r.IP) || (r.VMID != 0 && l.VMID == r.VMID)
+}
+
+// Release frees the leases of this pool that ref names (a VMID may hold
+// several addresses). Releasing what is already released is not an error.
+func (a *Allocator) Release(ctx context.Context, ref Ref) ([]Lease, error) {
+	var out []Lease
+	err := a.store.Update(ctx, func(reg *Registry) error {
+		out = nil
+		now := a.now()
+		found := false
+		for i := range reg.Leases {
+			l := &reg.Leases[i]
+			if l.Pool != a.pool.Name || !ref.matches(*l) {
+				continue
+			}
+			found = true
+			if l.State == StateReleased {
+				continue
+			}
+			if a.claimer != nil && l.IP.IsValid() {
+				if err := a.claimer.Unclaim(ctx, l.IP); err != nil {
+					return fmt.Errorf("unclaim %s: %w", l.IP, err)
+				}
+			}
+			l.State, l.Note, l.UpdatedAt = StateReleased, noteReleased, now
+			out = append(out, *l)
+		}
+		if !found {
+			return fmt.Errorf("%s: %w", ref, ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("release %s in pool %s: %w", ref, a.pool.Name, err)
+	}
+	for _, l := range out {
+		a.log.WithFields(logrus.Fields{"ip": l.IP, "vmid": l.VMID, "hostname": l.Hostname}).Info("ipam: released")
+	}
+	return out, nil
+}
+
+// Next returns the address and VMID Reserve would hand out now, without
+// reserving them. Another caller may take them before you do.
+func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
+	guests, err := a.inv.Used(ctx)
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: list PVE guests: %w", a.pool.Name, err)
+	}
+	reg, err := a.store.Load(ctx)
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	used, err := a.occupancy(ctx, reg, guests, a.now())
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, err)
+	}
+	vmid, err := a.pickVMID(Request{}, used, nil)
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, err)
+	}
+	for ip := range a.pool.addrs {
+		if _, taken := used.addrs[ip]; !taken {
+			return ip, vmid, nil
+		}
+	}
+	return netip.Addr{}, 0, fmt.Errorf("next in pool %s: no free address in %s-%s: %w", a.pool.Name, a.pool.First, a.pool.Last, ErrPoolExhausted)
+}
+
+// List returns every lease in the registry, all pools, ordered by address.
+// Reservations past their expiry still read "reserved"; Lease.Expired tells.
+func (a *Allocator) List(ctx context.Context) ([]Lease, error) {
+	reg, err := a.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sortLeases(reg.Leases)
+	return reg.Leases, nil
+}
+
+// expire releases the reservations past their expiry. One whose claim
+// cannot be given back stays as it is and is retried next time.
+func (a *Allocator) expire(ctx context.Context, reg *Registry, now time.Time) []Lease {
+	var expired []Lease
+	for i := range reg.Leases {
+		l := &reg.Leases[i]
+		if !l.Expired(now) {
+			continue
+		}
+		if a.claimer != nil && l.IP.IsValid() {
+			if err := a.claimer.Unclaim(ctx, l.IP); err != nil {
+				a.log.WithError(err).WithField("ip", l.IP).Warn("ipam: cannot unclaim expired reservation; will retry")
+				continue
+			}
+		}
+		l.State, l.Note, l.UpdatedAt = StateReleased, noteExpired, now
+		expired = append(expired, *l)
+		a.log.WithFields(logrus.Fields{"ip": l.IP, "vmid": l.VMID, "hostname": l.Hostname, "owner": l.Owner}).Warn("ipam: reservation expired")
+	}
+	return expired
+}
+
+// findKey finds the active lease of the request's owner and hostname.
+func (a *Allocator) findKey(reg *Registry, req Request, now time.Time) int {
+	if !req.keyed() {
+		return -1
+	}
+	for i, l := range reg.Leases {
+		if l.Pool == a.pool.Name && l.Owner == req.Owner && l.Hostname == req.Hostname && l.Active(now) {
+			return i
+		}
+	}
+	return -1
+}
+
+// previous is the most recent released lease of the request's owner and
+// hostname: after a crash the re-run gets the same address back if free.
+func (a *Allocator) previous(reg *Registry, req Request) *Lease {
+	if !req.keyed() {
+		return nil
+	}
+	var prev *Lease
+	for i, l := range reg.Leases {
+		if l.Pool == a.pool.Name && l.Owner == req.Owner && l.Hostname == req.Hostname && l.State == StateReleased &&
+			(prev == nil || prev.UpdatedAt.Before(l.UpdatedAt)) {
+			prev = &reg.Leases[i]
+		}
+	}
+	return prev
+}
+
+// findLease finds the registry's version of lease, preferring one not
+// released. Owner and hostname are part of the identity: after an expiry the
+// same address and VMID may belong to another pod.
+func (a *Allocator) findLease(reg *Registry, lease Lease) int {
+	found := -1
+	for i, l := range reg.Leases {
+		if l.Pool == a.pool.Name && l.IP == lease.IP && l.VMID == lease.VMID && l.Owner == lease.Owner && l.Hostname == lease.Hostname {
+			if l.State != StateReleased {
+				return i
+			}
+			found = i
+		}
+	}
+	return found
+}
+
+// occupancy is everything not free at now: active leases of every pool
+// (VMIDs are cluster-wide, and pools may overlap), PVE's guests, and the
+// claimer's addresses.
+func (a *Allocator) occupancy(ctx context.Context, reg *Registry, guests []Guest, now time.Time) (inUse, error) {
+	used := newInUse()
+	used.addGuests(guests)
+	for _, l := range reg.Leases {
+		if !l.Active(now) {
+			continue
+		}
+		desc := describeLease(l)
+		if l.IP.IsValid() {
+			used.addrs[l.IP] = desc
+		}
+		if l.VMID != 0 {
+			used.vmids[l.VMID] = desc
+		}
+	}
+	if a.claimer != nil {
+		claimed, err := a.claimer.Claimed(ctx)
+		if err != nil {
+			return used, fmt.Errorf("list claimed addresses: %w", err)
+		}
+		for _, ip := range claimed {
+			if _, ok := used.addrs[ip]; !ok {
+				used.addrs[ip] = "PVE SDN IPAM"
+			}
+		}
+	}
+	return used, nil
+}
+
+func describeLease(l Lease) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s lease", l.State)
+	if l.Hostname != "" {
+		fmt.Fprintf(&b, " of %s", l.Hostname)
+	}
+	if l.VMID != 0 {
+		fmt.Fprintf(&b, " (vmid %d)", l.VMID)
+	}
+	if l.Owner != "" {
+		fmt.Fprintf(&b, " owner %s", l.Owner)
+	}
+	if l.Tenant != "" {
+		fmt.Fprintf(&b, " tenant %s", l.Tenant)
+	}
+	if l.Source == SourcePVE {
+		b.WriteString(" from PVE")
+	}
+	return b.String()
+}
+
+func (a *Allocator) pickVMID(req Request, used inUse, prev *Lease) (int, error) {
+	if req.VMID != 0 {
+		if holder, taken := used.vmids[req.VMID]; taken {
+			return 0, &InUseError{What: "vmid " + strconv.Itoa(req.VMID), Holder: holder, vmid: true}
+		}
+		return req.VMID, nil
+	}
+	if prev != nil && a.vmids.Contains(prev.VMID) {
+		if _, taken := used.vmids[prev.VMID]; !taken {
+			return prev.VMID, nil
+		}
+	}
+	for id := a.vmids.Min; id <= a.vmids.Max; id++ {
+		if _, taken := used.vmids[id]; !taken {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("no free vmid in %s: %w", a.vmids, ErrPoolExhausted)
+}
+
+// pickIP chooses the address and, with a claimer, claims it: PVE's SDN IPAM
+// has no next-free call, so candidates are claimed in order until one sticks.
+func (a *Allocator) pickIP(ctx context.Context, req Request, used inUse, prev *Lease) (netip.Addr, error) {
+	if req.IP.IsValid() {
+		if holder, taken := used.addrs[req.IP]; taken {
+			return netip.Addr{}, &InUseError{What: "address " + req.IP.String(), Holder: holder}
+		}
+		return req.IP, a.claim(ctx, req.IP, req.MAC)
+	}
+	var candidates []netip.Addr
+	if prev != nil && a.pool.Allocatable(prev.IP) {
+		candidates = append(candidates, prev.IP)
+	}
+	for ip := range a.pool.addrs {
+		candidates = append(candidates, ip)
+	}
+	for _, ip := range candidates {
+		if _, taken := used.addrs[ip]; taken {
+			continue
+		}
+		err := a.claim(ctx, ip, req.MAC)
+		if err == nil {
+			return ip, nil
+		}
+		if !errors.Is(err, ErrAddressInUse) {
+			return netip.Addr{}, err
+		}
+		used.addrs[ip] = "PVE SDN IPAM"
+		a.log.WithField("ip", ip).Debug("ipam: address taken in SDN IPAM, trying the next")
+	}
+	return netip.Addr{}, fmt.Errorf("no free address in %s-%s: %w", a.pool.First, a.pool.Last, ErrPoolExhausted)
+}
+
+// unclaimUnrecorded gives back a claim whose lease never reached the
+// registry (the write failed), so the SDN IPAM does not keep an orphan. It
+// runs even when ctx is cancelled, as the claim outlives this process.
+func (a *Allocator) unclaimUnrecorded(ctx context.Context, ip netip.Addr) {
+	if a.claimer == nil || !ip.IsValid() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := a.claimer.Unclaim(ctx, ip); err != nil {
+		a.log.WithError(err).WithField("ip", ip).Warn("ipam: cannot give back the claim of an unrecorded reservation; Sync reports it as unregistered")
+	}
+}
+
+func (a *Allocator) claim(ctx context.Context, ip netip.Addr, mac string) error {
+	if a.claimer == nil {
+		return nil
+	}
+	return a.claimer.Claim(ctx, ip, mac)
+}
+
+// dropSuperseded removes released leases whose address or VMID is handed
+// out anew, so the registry keeps one entry per address.
+func dropSuperseded(ls []Lease, ip netip.Addr, vmid int) []Lease {
+	out := ls[:0]
+	for _, l := range ls {
+		if l.State == StateReleased && ((ip.IsValid() && l.IP == ip) || (vmid != 0 && l.VMID == vmid)) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
