@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -497,14 +496,14 @@ func (r *createRun) clone(ctx context.Context) error {
 		r.skip(StepClone, fmt.Sprintf("CT %d already cloned", s.VMID))
 		return r.waitUnlocked(ctx)
 	}
-	mu := r.p.cloneLock(s.Node, s.Template)
-	if err := lockCtx(ctx, mu); err != nil {
+	unlock, err := r.p.lockClone(ctx, s.Node, s.Template)
+	if err != nil {
 		return err
 	}
-	defer mu.Unlock()
+	defer unlock()
 	marker := newMarker(s, r.runID, r.p.opts.Now())
 	var upid string
-	err := r.p.opts.Retry.Do(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) error {
+	err = r.p.opts.Retry.Do(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) error {
 		var err error
 		upid, err = r.p.api.CloneContainer(ctx, s.Node, s.Template, pve.CloneOptions{
 			NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked})

@@ -238,4 +238,3 @@ func splitTags(tags string) []string {
 	}
 	return out
 }
-

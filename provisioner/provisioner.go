@@ -44,7 +44,7 @@ type Provisioner struct {
 	log  logrus.FieldLogger
 
 	mu         sync.Mutex
-	cloneLocks map[string]*sync.Mutex // node/template → serializes clones of one source
+	cloneLocks map[string]chan struct{} // node/template → serializes clones of one source
 }
 
 // New wires a Provisioner.
@@ -73,35 +73,31 @@ func New(api pve.API, opts Options) *Provisioner {
 		opts.Rand = rand.Reader
 	}
 	opts.Wait.Timeout = opts.TaskTimeout
-	return &Provisioner{api: api, opts: opts, log: opts.Logger, cloneLocks: map[string]*sync.Mutex{}}
+	return &Provisioner{api: api, opts: opts, log: opts.Logger, cloneLocks: map[string]chan struct{}{}}
 }
 
 type discardWriter struct{}
 
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-func (p *Provisioner) cloneLock(node string, template int) *sync.Mutex {
+// lockClone takes the clone slot of a template, waiting in line (channel
+// senders are served in order) unless ctx ends first; the returned func
+// gives the slot back.
+func (p *Provisioner) lockClone(ctx context.Context, node string, template int) (func(), error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	key := fmt.Sprintf("%s/%d", node, template)
-	m := p.cloneLocks[key]
-	if m == nil {
-		m = &sync.Mutex{}
-		p.cloneLocks[key] = m
+	slot := p.cloneLocks[key]
+	if slot == nil {
+		slot = make(chan struct{}, 1)
+		p.cloneLocks[key] = slot
 	}
-	return m
-}
-
-// lockCtx takes m unless ctx ends first.
-func lockCtx(ctx context.Context, m *sync.Mutex) error {
-	for !m.TryLock() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
+	p.mu.Unlock()
+	select {
+	case slot <- struct{}{}:
+		return func() { <-slot }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return nil
 }
 
 func (p *Provisioner) wait(ctx context.Context, node, upid string) (pve.TaskStatus, error) {

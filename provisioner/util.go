@@ -3,14 +3,11 @@ package provisioner
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 var safeUnit = regexp.MustCompile(`^[A-Za-z0-9@._-]+$`)
@@ -91,4 +88,3 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
-

@@ -34,6 +34,9 @@ type createOptions struct {
 	dryRun        bool
 	keepOnFailure bool
 	timeout       string
+	count         int
+	batchFile     string
+	concurrency   int
 }
 
 func newCreateCommand(g *globalOptions) *cobra.Command {
@@ -48,6 +51,9 @@ func newCreateCommand(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := g.resolve(cmd.Flags()); err != nil {
 				return err
+			}
+			if o.batchFile != "" || o.count > 1 {
+				return runCreateMany(cmd.Context(), g, o, args)
 			}
 			spec, err := o.spec(args)
 			if err != nil {
@@ -77,29 +83,45 @@ func newCreateCommand(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and print the API calls it would make; change nothing")
 	f.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "on failure keep the pod, marked failed, instead of rolling back")
 	f.StringVar(&o.timeout, "timeout", "", "overall deadline for the whole create, e.g. 10m")
+	f.IntVar(&o.count, "count", 1, "provision N pods: --host is a prefix (HOST-01…), VMIDs and IPs count up from --vmid/--ip or are auto")
+	f.StringVar(&o.batchFile, "batch", "", "provision the pods of a file, one JSON object per line ({\"hostname\":…,\"vmid\":…,\"ip\":…,\"cores\":…})")
+	f.IntVar(&o.concurrency, "concurrency", 8, "pods in flight at once in a batch (clones of one template still go one at a time)")
 	return cmd
+}
+
+// applyCommon sets what every pod of the command shares: network, sizes,
+// placement, tenant.
+func (o *createOptions) applyCommon(s *provisioner.Spec) error {
+	var err error
+	if s.Subnet, err = netip.ParsePrefix(o.subnet); err != nil {
+		return fmt.Errorf("%w: --prefix %q is not a CIDR such as 10.1.10.0/24", errUsage, o.subnet)
+	}
+	s.Subnet = s.Subnet.Masked()
+	if s.Gateway, err = netip.ParseAddr(o.gateway); err != nil {
+		return fmt.Errorf("%w: --gateway %q is not an IPv4 address", errUsage, o.gateway)
+	}
+	s.DNS = nil
+	for _, d := range o.dns {
+		a, err := netip.ParseAddr(strings.TrimSpace(d))
+		if err != nil {
+			return fmt.Errorf("%w: --dns %q is not an IP address", errUsage, d)
+		}
+		s.DNS = append(s.DNS, a)
+	}
+	s.Template, s.Node, s.Cores, s.MemoryMB, s.SwapMB = o.template, o.node, o.cores, o.memory, o.swap
+	s.Storage, s.Bridge, s.SearchDomain, s.Tenant, s.Linked = o.storage, o.bridge, o.searchdomain, o.tenant, o.linked
+	s.Tags = o.tags
+	return nil
 }
 
 // spec turns the seed form (VMID HOSTNAME LAST-OCTET) or the flags form into
 // a provisioner.Spec.
 func (o *createOptions) spec(args []string) (provisioner.Spec, error) {
 	s := provisioner.DefaultSpec()
+	if err := o.applyCommon(&s); err != nil {
+		return s, err
+	}
 	var err error
-	if s.Subnet, err = netip.ParsePrefix(o.subnet); err != nil {
-		return s, fmt.Errorf("%w: --prefix %q is not a CIDR such as 10.1.10.0/24", errUsage, o.subnet)
-	}
-	s.Subnet = s.Subnet.Masked()
-	if s.Gateway, err = netip.ParseAddr(o.gateway); err != nil {
-		return s, fmt.Errorf("%w: --gateway %q is not an IPv4 address", errUsage, o.gateway)
-	}
-	s.DNS = nil
-	for _, d := range o.dns {
-		a, err := netip.ParseAddr(strings.TrimSpace(d))
-		if err != nil {
-			return s, fmt.Errorf("%w: --dns %q is not an IP address", errUsage, d)
-		}
-		s.DNS = append(s.DNS, a)
-	}
 	s.Hostname = o.hostname
 	ipText, vmidText := o.ip, o.vmid
 	switch len(args) {
@@ -134,9 +156,6 @@ func (o *createOptions) spec(args []string) (provisioner.Spec, error) {
 			return s, fmt.Errorf("%w: --ip %q is not an IPv4 address such as 10.1.10.91, or auto", errUsage, ipText)
 		}
 	}
-	s.Template, s.Node, s.Cores, s.MemoryMB, s.SwapMB = o.template, o.node, o.cores, o.memory, o.swap
-	s.Storage, s.Bridge, s.SearchDomain, s.Tenant, s.Linked = o.storage, o.bridge, o.searchdomain, o.tenant, o.linked
-	s.Tags = o.tags
 	return s, nil
 }
 
@@ -229,4 +248,33 @@ func printPlan(g *globalOptions, plan []provisioner.PlannedCall) {
 		}
 		fmt.Fprintln(g.stdout)
 	}
+}
+
+func runCreateMany(ctx context.Context, g *globalOptions, o *createOptions, args []string) error {
+	if o.dryRun {
+		return fmt.Errorf("%w: --dry-run takes one pod, not --count or --batch", errUsage)
+	}
+	base := provisioner.DefaultSpec()
+	if o.batchFile == "" {
+		var err error
+		if base, err = o.spec(args); err != nil {
+			return err
+		}
+	} else if err := o.applyCommon(&base); err != nil {
+		return err
+	}
+	specs, err := o.batchSpecs(base)
+	if err != nil {
+		return err
+	}
+	log := g.logger()
+	api, err := g.client(log)
+	if err != nil {
+		return err
+	}
+	prov, err := g.provisioner(api, base, log)
+	if err != nil {
+		return err
+	}
+	return runBatch(ctx, g, prov, specs, o)
 }
