@@ -26,11 +26,6 @@ const (
 	StepFinalize  = "finalize"
 )
 
-// NetplanPath is where the pod's network config goes: the template's
-// cloud-init leftover lives here, and replacing it (rather than adding a
-// file beside it) is what keeps the template's address from winning.
-const NetplanPath = "/etc/netplan/50-cloud-init.yaml"
-
 // DefaultServices are the golden template's services checked by verify.
 var DefaultServices = []string{"ssh", "nginx", "php8.3-fpm", "mariadb"}
 
@@ -255,7 +250,7 @@ func (r *createRun) validate(context.Context) error {
 		add(r.netSpec().Validate())
 	}
 	if len(probs) > 0 {
-		return problemf(ErrInvalidSpec, "%s", strings.Join(probs, "; "))
+		return problemf(ErrInvalidSpec, "%s", strings.ReplaceAll(strings.Join(probs, "; "), "\n", "; "))
 	}
 	return nil
 }
@@ -670,12 +665,14 @@ func (r *createRun) network(ctx context.Context) error {
 		return err
 	}
 	defer done()
-	if have, err := sh.fileSHA256(ctx, NetplanPath); err == nil && have == sha256Hex(content) {
-		r.skip(StepNetwork, NetplanPath+" already as wanted")
+	if have, err := sh.fileSHA256(ctx, netcfg.NetplanPath); err == nil && have == sha256Hex(content) {
+		r.skip(StepNetwork, netcfg.NetplanPath+" already as wanted")
 		return nil
 	}
 	r.res.Changed = true
-	if err := sh.writeFile(ctx, NetplanPath, content, "600"); err != nil {
+	// Replacing the template's cloud-init leftover (rather than adding a
+	// file beside it) is what keeps the template's address from winning.
+	if err := sh.writeFile(ctx, netcfg.NetplanPath, content, fmt.Sprintf("%o", netcfg.NetplanMode)); err != nil {
 		return err
 	}
 	for _, cmd := range []string{"netplan generate", "netplan apply"} {
