@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -316,7 +317,7 @@ func (r *createRun) preflight(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return problemf(ErrPreflight, "the API token lacks %s: grant the CloudPods role to the token (README: \"Pointing it at a real PVE\")", strings.Join(missing, ", "))
+		return problemf(ErrPreflight, "the API token lacks %s: grant them to the token (README: \"Token and minimal role\")", strings.Join(missing, ", "))
 	}
 	node, err := r.p.api.NodeStatus(ctx, s.Node)
 	if errors.Is(err, pve.ErrNotFound) {
@@ -582,7 +583,13 @@ func (r *createRun) configure(ctx context.Context) error {
 	if s.SearchDomain != "" {
 		want["searchdomain"] = s.SearchDomain
 	}
-	if cfg.Get("cmode") != "shell" && cfg.Get("status") != "running" {
+	st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
+	if err != nil {
+		return err
+	}
+	if st.Status != "running" {
+		// cmode is not hot-pluggable: set it while stopped, so the first
+		// console after start is a root shell.
 		want["cmode"] = "shell"
 	}
 	changed := map[string]string{}
@@ -596,6 +603,12 @@ func (r *createRun) configure(ctx context.Context) error {
 		return nil
 	}
 	r.res.Changed = true
+	keys := make([]string, 0, len(changed))
+	for k := range changed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	r.event(StepConfigure, PhaseInfo, "setting "+strings.Join(keys, ", "))
 	return r.p.opts.Retry.Do(ctx, fmt.Sprintf("configure CT %d", s.VMID), func(ctx context.Context) error {
 		return r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, pve.ConfigUpdate{Set: changed, Digest: cfg.Digest})
 	}, nil)

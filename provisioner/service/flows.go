@@ -1,0 +1,35 @@
+// Package service is `cloudpod serve`: the HTTP JSON API the hosting panel
+// calls to provision CloudPods. It runs the provisioner's flows — the very
+// functions the CLI calls — as jobs on a bounded pool of workers fed by a
+// bounded queue, and persists every job so that a restart finishes what was
+// in flight instead of forgetting it.
+package service
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// Flows are the provisioner functions the service runs. The command passes
+// a *provisioner.Provisioner; handler tests pass a small fake where PVE's
+// behaviour does not matter.
+type Flows interface {
+	Create(ctx context.Context, req provisioner.CreateRequest) (provisioner.CreateResult, error)
+	Destroy(ctx context.Context, req provisioner.DestroyRequest) (provisioner.DestroyResult, error)
+	Backup(ctx context.Context, req provisioner.BackupRequest) (provisioner.Backup, error)
+	Health(ctx context.Context, node string, vmid int, deep bool) (provisioner.Health, error)
+	List(ctx context.Context, tenant, status string) ([]provisioner.Pod, error)
+	Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, pve.Config, error)
+}
+
+var _ Flows = (*provisioner.Provisioner)(nil)
+
+// Allocator hands out a VMID and an address when a create leaves both out.
+// Reserving again for the same hostname and tenant must return the same
+// pair, so a retried request does not burn a second address.
+type Allocator interface {
+	Reserve(ctx context.Context, hostname, tenant string) (vmid int, ip netip.Addr, err error)
+}

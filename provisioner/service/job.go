@@ -1,0 +1,308 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// Status is where a job is in its life.
+type Status string
+
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+)
+
+func (s Status) active() bool { return s == StatusQueued || s == StatusRunning }
+
+// Kind is the flow a job runs.
+type Kind string
+
+const (
+	KindCreate  Kind = "create"
+	KindDestroy Kind = "destroy"
+	KindBackup  Kind = "backup"
+)
+
+// Job is one asynchronous run of a flow, as stored and as served (less the
+// idempotency record).
+type Job struct {
+	ID        string `json:"jobId"`
+	Kind      Kind   `json:"kind"`
+	Status    Status `json:"status"`
+	VMID      int    `json:"vmid"`
+	Hostname  string `json:"hostname,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	Tenant    string `json:"tenantId,omitempty"`
+	Requester string `json:"requester"`
+	// Request is what a create asked for, defaults filled in.
+	Request *CreateParams `json:"request,omitempty"`
+	// BackupStorage is where a backup job writes.
+	BackupStorage string `json:"backupStorage,omitempty"`
+	// Attempts counts runs: more than one after a restart or a shutdown
+	// interrupted the job.
+	Attempts int `json:"attempts"`
+	// Note says why a job went back to the queue.
+	Note     string          `json:"note,omitempty"`
+	Created  time.Time       `json:"createdAt"`
+	Started  time.Time       `json:"startedAt,omitzero"`
+	Finished time.Time       `json:"finishedAt,omitzero"`
+	Steps    []StepProgress  `json:"steps"`
+	Warnings []string        `json:"warnings,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+	Error    *JobError       `json:"error,omitempty"`
+	// Idempotency is the Idempotency-Key the job was submitted with.
+	Idempotency *IdempotencyRecord `json:"idempotency,omitempty"`
+}
+
+// IdempotencyRecord ties a requester's Idempotency-Key to the request it
+// first came with.
+type IdempotencyRecord struct {
+	Requester   string `json:"requester"`
+	Key         string `json:"key"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+func (r IdempotencyRecord) index() string { return r.Requester + "\x00" + r.Key }
+
+// StepProgress is one step of the flow, built from the provisioner's
+// Reporter events.
+type StepProgress struct {
+	Step string `json:"step"`
+	// State is running, done, skipped or failed.
+	State    string    `json:"state"`
+	Started  time.Time `json:"startedAt,omitzero"`
+	Finished time.Time `json:"finishedAt,omitzero"`
+	Seconds  float64   `json:"durationS,omitempty"`
+	Message  string    `json:"message,omitempty"`
+}
+
+// JobError is why a job failed.
+type JobError struct {
+	Step    string `json:"step,omitempty"`
+	Message string `json:"message"`
+	// Kind classifies the failure like the CLI's exit codes: invalid,
+	// preflight, conflict, refused, not_found, pve_auth, timeout,
+	// unreachable, interrupted or failed.
+	Kind       string `json:"kind"`
+	RolledBack string `json:"rolledBack,omitempty"`
+}
+
+// CreateParams is a create request with the service's defaults filled in;
+// the subnet, gateway, DNS and node come from the service's configuration.
+type CreateParams struct {
+	TenantID string     `json:"tenantId"`
+	VMID     int        `json:"vmid"`
+	Hostname string     `json:"hostname"`
+	IP       netip.Addr `json:"ip"`
+	Cores    int        `json:"cores"`
+	MemoryMB int        `json:"memoryMb"`
+	SwapMB   int        `json:"swapMb"`
+	Storage  string     `json:"storage"`
+	Bridge   string     `json:"bridge"`
+	Template int        `json:"template"`
+	// Allocated says the VMID and address came from the Allocator.
+	Allocated bool `json:"allocated,omitempty"`
+}
+
+// spec is the provisioner's view of the request.
+func (c CreateParams) spec(defaults provisioner.Spec) provisioner.Spec {
+	s := defaults
+	s.DNS = slices.Clone(defaults.DNS)
+	s.Tags = slices.Clone(defaults.Tags)
+	s.Tenant, s.VMID, s.Hostname, s.IP = c.TenantID, c.VMID, c.Hostname, c.IP
+	s.Cores, s.MemoryMB, s.SwapMB = c.Cores, c.MemoryMB, c.SwapMB
+	s.Storage, s.Bridge, s.Template = c.Storage, c.Bridge, c.Template
+	return s
+}
+
+func (j *Job) clone() Job {
+	c := *j
+	c.Steps = slices.Clone(j.Steps)
+	c.Warnings = slices.Clone(j.Warnings)
+	if j.Request != nil {
+		r := *j.Request
+		c.Request = &r
+	}
+	if j.Error != nil {
+		e := *j.Error
+		c.Error = &e
+	}
+	if j.Idempotency != nil {
+		i := *j.Idempotency
+		c.Idempotency = &i
+	}
+	return c
+}
+
+// view is the job as the API serves it.
+func (j *Job) view() Job {
+	c := j.clone()
+	c.Idempotency = nil
+	if c.Steps == nil {
+		c.Steps = []StepProgress{}
+	}
+	return c
+}
+
+// sameRequest says b asks for exactly what a asks for, so b is a retry of
+// a rather than a second request.
+func sameRequest(a, b *Job) bool {
+	if a.Kind != b.Kind || a.VMID != b.VMID || a.Tenant != b.Tenant || a.BackupStorage != b.BackupStorage {
+		return false
+	}
+	if (a.Request == nil) != (b.Request == nil) {
+		return false
+	}
+	return a.Request == nil || *a.Request == *b.Request
+}
+
+// overlaps says a and b touch the same pod, address or hostname, so they
+// must not run at once.
+func overlaps(a, b *Job) bool {
+	if a.VMID != 0 && a.VMID == b.VMID {
+		return true
+	}
+	if a.Kind != KindCreate || b.Kind != KindCreate {
+		return false
+	}
+	return a.Request.IP == b.Request.IP || equalFoldASCII(a.Hostname, b.Hostname)
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// applyEvent folds one Reporter event into the job's step list.
+func (j *Job) applyEvent(e provisioner.Event) (ended *StepProgress) {
+	var cur *StepProgress
+	for i := len(j.Steps) - 1; i >= 0; i-- {
+		if j.Steps[i].Step == e.Step {
+			cur = &j.Steps[i]
+			break
+		}
+	}
+	if cur == nil || (e.Phase == provisioner.PhaseStart && cur.State != "running") {
+		j.Steps = append(j.Steps, StepProgress{Step: e.Step, State: "running", Started: e.Time})
+		cur = &j.Steps[len(j.Steps)-1]
+	}
+	end := func(state string) *StepProgress {
+		cur.State, cur.Finished = state, e.Time
+		if !cur.Started.IsZero() {
+			cur.Seconds = e.Time.Sub(cur.Started).Seconds()
+		}
+		if e.Message != "" {
+			cur.Message = e.Message
+		}
+		return cur
+	}
+	switch e.Phase {
+	case provisioner.PhaseStart:
+	case provisioner.PhaseDone:
+		return end("done")
+	case provisioner.PhaseSkip:
+		return end("skipped")
+	case provisioner.PhaseFail:
+		return end("failed")
+	case provisioner.PhaseWarn:
+		j.Warnings = append(j.Warnings, e.Message)
+	case provisioner.PhaseInfo:
+		cur.Message = e.Message
+	}
+	return nil
+}
+
+// Error kinds, shared by job errors and synchronous answers.
+const (
+	kindInvalid     = "invalid"
+	kindPreflight   = "preflight"
+	kindConflict    = "conflict"
+	kindRefused     = "refused"
+	kindNotFound    = "not_found"
+	kindPVEAuth     = "pve_auth"
+	kindTimeout     = "timeout"
+	kindUnreachable = "unreachable"
+	kindInterrupted = "interrupted"
+	kindFailed      = "failed"
+)
+
+// errorKind classifies err in the order the CLI's exit codes do.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, provisioner.ErrInvalidSpec):
+		return kindInvalid
+	case errors.Is(err, provisioner.ErrInterrupted), errors.Is(err, context.Canceled):
+		return kindInterrupted
+	case errors.Is(err, provisioner.ErrConflict):
+		return kindConflict
+	case errors.Is(err, provisioner.ErrRefused):
+		return kindRefused
+	case errors.Is(err, pve.ErrUnauthorized), errors.Is(err, pve.ErrForbidden):
+		return kindPVEAuth
+	case errors.Is(err, provisioner.ErrPreflight):
+		return kindPreflight
+	case errors.Is(err, pve.ErrNotFound):
+		return kindNotFound
+	case errors.Is(err, pve.ErrWaitTimeout), errors.Is(err, context.DeadlineExceeded):
+		return kindTimeout
+	case errors.Is(err, pve.ErrMaybeApplied):
+		return kindUnreachable
+	}
+	return kindFailed
+}
+
+// kindStatus is the HTTP status of a synchronous failure of each kind.
+// Anything not the client's fault is PVE's: a bad gateway.
+func kindStatus(kind string) int {
+	switch kind {
+	case kindInvalid:
+		return http.StatusBadRequest
+	case kindPreflight:
+		return http.StatusUnprocessableEntity
+	case kindConflict:
+		return http.StatusConflict
+	case kindRefused:
+		return http.StatusForbidden
+	case kindNotFound:
+		return http.StatusNotFound
+	case kindTimeout:
+		return http.StatusGatewayTimeout
+	case kindInterrupted:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+func jobError(err error) *JobError {
+	je := &JobError{Message: err.Error(), Kind: errorKind(err)}
+	var se *provisioner.StepError
+	if errors.As(err, &se) {
+		je.Step, je.RolledBack = se.Step, se.RolledBack
+	}
+	return je
+}

@@ -1,0 +1,265 @@
+package service
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/migrahosting/cloudpods/netcfg"
+)
+
+// MaxBodyBytes bounds a request body; more is 413.
+const MaxBodyBytes = 64 << 10
+
+// decodeBody reads one JSON object into dst: unknown fields, trailing data
+// and wrong types are per-field 400s; an empty body is fine when optional.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) *apiError {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return &apiError{status: http.StatusUnsupportedMediaType, msg: "send the body as application/json", kind: kindInvalid}
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &apiError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes), kind: kindInvalid}
+	}
+	if err != nil {
+		return &apiError{status: http.StatusBadRequest, msg: "reading the body failed: " + err.Error(), kind: kindInvalid}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if optional {
+			return nil
+		}
+		return &apiError{status: http.StatusBadRequest, msg: "the body is empty: send a JSON object", kind: kindInvalid}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &apiError{status: http.StatusBadRequest, msg: "the body holds more than one JSON value", kind: kindInvalid}
+	}
+	return nil
+}
+
+func decodeError(err error) *apiError {
+	bad := func(fields map[string]string) *apiError {
+		return &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid, fields: fields}
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		if typeErr.Field == "" {
+			return &apiError{status: http.StatusBadRequest, msg: "the body must be a JSON object", kind: kindInvalid}
+		}
+		return bad(map[string]string{typeErr.Field: "must be " + jsonTypeName(typeErr.Type)})
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		field, uerr := strconv.Unquote(name)
+		if uerr != nil {
+			field = name
+		}
+		return bad(map[string]string{field: "unknown field"})
+	}
+	return &apiError{status: http.StatusBadRequest, msg: "the body is not valid JSON: " + err.Error(), kind: kindInvalid}
+}
+
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return "an integer"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "a " + t.Kind().String()
+}
+
+// createBody is POST /internal/proxmox/cloudpods; pointers tell an omitted
+// field from a zero one.
+type createBody struct {
+	TenantID string `json:"tenantId"`
+	VMID     *int   `json:"vmid"`
+	Hostname string `json:"hostname"`
+	IP       string `json:"ip"`
+	Cores    *int   `json:"cores"`
+	MemoryMB *int   `json:"memoryMb"`
+	SwapMB   *int   `json:"swapMb"`
+	Storage  string `json:"storage"`
+	Bridge   string `json:"bridge"`
+	Template *int   `json:"template"`
+}
+
+var (
+	tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	// storageRE is PVE's pve-storage-id format.
+	storageRE = regexp.MustCompile(`^[a-z][a-z0-9._-]*[a-z0-9]$`)
+	// bridgeRE is a Linux interface name, at most 15 bytes.
+	bridgeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,14}$`)
+)
+
+const maxVMID = 999999999
+
+// validateCreate checks each field on its own, so the panel can show each
+// message beside its input; the provisioner's validate step checks the
+// whole spec again when the job runs.
+func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) {
+	d := s.opts.Defaults
+	p := CreateParams{TenantID: b.TenantID, Hostname: b.Hostname, SwapMB: d.SwapMB, Storage: d.Storage, Bridge: d.Bridge, Template: d.Template}
+	errs := map[string]string{}
+	switch {
+	case b.TenantID == "":
+		errs["tenantId"] = "required"
+	case !tenantRE.MatchString(b.TenantID):
+		errs["tenantId"] = "use letters, digits and _ . - (up to 64, starting with a letter or digit)"
+	}
+	if b.Hostname == "" {
+		errs["hostname"] = "required"
+	} else if err := netcfg.ValidHostname(b.Hostname); err != nil {
+		errs["hostname"] = err.Error()
+	}
+	if b.Template != nil {
+		p.Template = *b.Template
+		if p.Template < 100 || p.Template > maxVMID {
+			errs["template"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.Template, maxVMID)
+		}
+	}
+	switch {
+	case b.VMID == nil && b.IP == "":
+		if s.opts.Allocator == nil {
+			errs["vmid"] = "vmid and ip are required until IPAM is configured"
+			errs["ip"] = "vmid and ip are required until IPAM is configured"
+		}
+	case b.VMID == nil || b.IP == "":
+		msg := "give both vmid and ip, or neither for automatic allocation"
+		if s.opts.Allocator == nil {
+			msg = "vmid and ip are required until IPAM is configured"
+		}
+		if b.VMID == nil {
+			errs["vmid"] = msg
+		} else {
+			errs["ip"] = msg
+		}
+	}
+	if b.VMID != nil {
+		p.VMID = *b.VMID
+		switch {
+		case p.VMID < 100 || p.VMID > maxVMID:
+			errs["vmid"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.VMID, maxVMID)
+		case p.VMID == p.Template:
+			errs["vmid"] = fmt.Sprintf("%d is the template itself: pick a free VMID", p.VMID)
+		}
+	}
+	if b.IP != "" {
+		ip, err := netip.ParseAddr(b.IP)
+		switch {
+		case err != nil || !ip.Is4():
+			errs["ip"] = fmt.Sprintf("%q is not an IPv4 address: give one inside %s", b.IP, d.Subnet)
+		default:
+			if err := netcfg.CheckHostAddress(d.Subnet, ip, d.Gateway, d.TemplateIP); err != nil {
+				errs["ip"] = err.Error()
+			}
+			p.IP = ip
+		}
+	}
+	switch {
+	case b.Cores == nil:
+		errs["cores"] = "required"
+	case *b.Cores < 1 || *b.Cores > 8192:
+		errs["cores"] = fmt.Sprintf("%d is out of range: use 1 to 8192", *b.Cores)
+	default:
+		p.Cores = *b.Cores
+	}
+	switch {
+	case b.MemoryMB == nil:
+		errs["memoryMb"] = "required"
+	case *b.MemoryMB < 16:
+		errs["memoryMb"] = fmt.Sprintf("%d is too small: PVE needs at least 16 MB", *b.MemoryMB)
+	default:
+		p.MemoryMB = *b.MemoryMB
+	}
+	if b.SwapMB != nil {
+		if *b.SwapMB < 0 {
+			errs["swapMb"] = fmt.Sprintf("%d is negative: use 0 for no swap", *b.SwapMB)
+		}
+		p.SwapMB = *b.SwapMB
+	}
+	if b.Storage != "" {
+		if !storageRE.MatchString(b.Storage) {
+			errs["storage"] = fmt.Sprintf("%q is not a PVE storage id such as %s", b.Storage, d.Storage)
+		}
+		p.Storage = b.Storage
+	}
+	if b.Bridge != "" {
+		if !bridgeRE.MatchString(b.Bridge) {
+			errs["bridge"] = fmt.Sprintf("%q is not a bridge name such as %s", b.Bridge, d.Bridge)
+		}
+		p.Bridge = b.Bridge
+	}
+	return p, errs
+}
+
+// backupBody is POST …/{vmid}/backup; the body is optional.
+type backupBody struct {
+	Storage string `json:"storage"`
+}
+
+// fingerprint identifies a request for Idempotency-Key matching.
+func fingerprint(route string, v any) string {
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(append([]byte(route+"\n"), b...))
+	return hex.EncodeToString(sum[:])
+}
+
+// idempotencyKey reads the header; nil when absent.
+func idempotencyKey(r *http.Request, route string, request any) (*IdempotencyRecord, *apiError) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return nil, nil
+	}
+	if len(key) > 255 || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0 {
+		return nil, &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid,
+			fields: map[string]string{"Idempotency-Key": "use up to 255 visible ASCII characters, e.g. a UUID"}}
+	}
+	return &IdempotencyRecord{Requester: requesterOf(r.Context()), Key: key, Fingerprint: fingerprint(route, request)}, nil
+}
+
+// vmidParam reads {vmid}.
+func vmidParam(r *http.Request) (int, *apiError) {
+	raw := r.PathValue("vmid")
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 100 || n > maxVMID {
+		return 0, &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid,
+			fields: map[string]string{"vmid": fmt.Sprintf("%q is not a VMID: use a number from 100 to %d", raw, maxVMID)}}
+	}
+	return n, nil
+}
+
+func boolParam(r *http.Request, name string) (bool, *apiError) {
+	v := r.URL.Query().Get(name)
+	switch strings.ToLower(v) {
+	case "", "0", "false", "no":
+		return false, nil
+	case "1", "true", "yes":
+		return true, nil
+	}
+	return false, &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid,
+		fields: map[string]string{name: fmt.Sprintf("%q is not a boolean: use 1 or 0", v)}}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
