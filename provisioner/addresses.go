@@ -29,4 +29,5 @@ type AddressLease struct {
 	IP       netip.Addr
 	VMID     int
 	Hostname string
+	Owner    string
 }

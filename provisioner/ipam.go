@@ -16,11 +16,11 @@ func (i IPAM) Reserve(ctx context.Context, req AddressRequest) (AddressLease, er
 	if err != nil {
 		return AddressLease{}, err
 	}
-	return AddressLease{IP: l.IP, VMID: l.VMID, Hostname: l.Hostname}, nil
+	return AddressLease{IP: l.IP, VMID: l.VMID, Hostname: l.Hostname, Owner: l.Owner}, nil
 }
 
 func (i IPAM) Assign(ctx context.Context, lease AddressLease) error {
-	_, err := i.Allocator.Assign(ctx, ipam.Lease{Pool: i.Allocator.Pool().Name, IP: lease.IP, VMID: lease.VMID, Hostname: lease.Hostname})
+	_, err := i.Allocator.Assign(ctx, ipam.Lease{Pool: i.Allocator.Pool().Name, IP: lease.IP, VMID: lease.VMID, Hostname: lease.Hostname, Owner: lease.Owner})
 	return err
 }
 

@@ -207,7 +207,8 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		SilenceErrors: true,
 	}
 	g.bind(root.PersistentFlags())
-	root.AddCommand(newCreateCommand(g), newDestroyCommand(g), newBackupCommand(g), newHealthCommand(g), newListCommand(g), newIPCommand(g))
+	root.AddCommand(newCreateCommand(g), newDestroyCommand(g), newBackupCommand(g), newHealthCommand(g), newListCommand(g), newIPCommand(g), newShowCommand(g))
+	root.AddCommand(newServeCommand(g))
 	return root
 }
 

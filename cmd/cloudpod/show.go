@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/migrahosting/cloudpods/provisioner"
+)
+
+func newShowCommand(g *globalOptions) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "show VMID",
+		Short: "Show a CloudPod's PVE config, backups and snapshots",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			vmid, err := vmidArg(args[0])
+			if err != nil {
+				return err
+			}
+			prov, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			info, cfg, err := prov.Inspect(cmd.Context(), node, vmid)
+			if err != nil {
+				return err
+			}
+			marker, ours := provisioner.ParseMarker(cfg.Get("description"))
+			if g.output == "json" {
+				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "node": node, "config": cfg.Values, "marker": marker,
+					"ours": ours, "backups": info.Backups, "snapshots": info.Snapshots})
+				return nil
+			}
+			keys := make([]string, 0, len(cfg.Values))
+			for k := range cfg.Values {
+				if k != "description" {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(g.stdout, "%-13s %s\n", k+":", cfg.Values[k])
+			}
+			if ours {
+				fmt.Fprintf(g.stdout, "%-13s cloudpods, tenant %s, state %s, created %s\n", "owner:", orNone(strings.Fields(marker.Tenant)), marker.State, marker.Created.Format("2006-01-02 15:04:05Z"))
+			} else {
+				fmt.Fprintf(g.stdout, "%-13s not created by cloudpods\n", "owner:")
+			}
+			fmt.Fprintf(g.stdout, "%-13s %s\n", "backups:", orNone(info.Backups))
+			fmt.Fprintf(g.stdout, "%-13s %s\n", "snapshots:", orNone(info.Snapshots))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "pve", "PVE node")
+	return cmd
+}
+
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, ", ")
+}
