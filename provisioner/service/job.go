@@ -198,7 +198,9 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// applyEvent folds one Reporter event into the job's step list.
+// applyEvent folds one Reporter event into the job's step list and returns
+// the step it ended, if any. Warnings go to the job's list; a warning or
+// note outside any step opens none.
 func (j *Job) applyEvent(e provisioner.Event) (ended *StepProgress) {
 	var cur *StepProgress
 	for i := len(j.Steps) - 1; i >= 0; i-- {
@@ -207,34 +209,30 @@ func (j *Job) applyEvent(e provisioner.Event) (ended *StepProgress) {
 			break
 		}
 	}
+	switch e.Phase {
+	case provisioner.PhaseWarn:
+		j.Warnings = append(j.Warnings, e.Message)
+		return nil
+	case provisioner.PhaseInfo:
+		if cur != nil {
+			cur.Message = e.Message
+		}
+		return nil
+	}
 	if cur == nil || (e.Phase == provisioner.PhaseStart && cur.State != "running") {
 		j.Steps = append(j.Steps, StepProgress{Step: e.Step, State: "running", Started: e.Time})
 		cur = &j.Steps[len(j.Steps)-1]
 	}
-	end := func(state string) *StepProgress {
-		cur.State, cur.Finished = state, e.Time
-		if !cur.Started.IsZero() {
-			cur.Seconds = e.Time.Sub(cur.Started).Seconds()
-		}
-		if e.Message != "" {
-			cur.Message = e.Message
-		}
-		return cur
+	state := map[provisioner.Phase]string{provisioner.PhaseDone: "done", provisioner.PhaseSkip: "skipped", provisioner.PhaseFail: "failed"}[e.Phase]
+	if state == "" {
+		return nil
 	}
-	switch e.Phase {
-	case provisioner.PhaseStart:
-	case provisioner.PhaseDone:
-		return end("done")
-	case provisioner.PhaseSkip:
-		return end("skipped")
-	case provisioner.PhaseFail:
-		return end("failed")
-	case provisioner.PhaseWarn:
-		j.Warnings = append(j.Warnings, e.Message)
-	case provisioner.PhaseInfo:
+	cur.State, cur.Finished = state, e.Time
+	cur.Seconds = e.Time.Sub(cur.Started).Seconds()
+	if e.Message != "" {
 		cur.Message = e.Message
 	}
-	return nil
+	return cur
 }
 
 // Error kinds, shared by job errors and synchronous answers.

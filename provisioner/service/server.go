@@ -283,9 +283,11 @@ func (s *Server) runJob(ctx context.Context, id string) {
 		default:
 			j.Status, j.Finished = StatusSucceeded, s.opts.Now().UTC()
 		}
+		// Counted with the status change, so whoever sees the outcome
+		// sees it counted.
+		s.metrics.jobDone(job.Kind, outcome)
 		return true
 	})
-	s.metrics.jobDone(job.Kind, outcome)
 	if err != nil {
 		log.WithError(err).WithField("outcome", outcome).Warn("job ended")
 	} else {
