@@ -1,0 +1,195 @@
+// Command pvesim runs the Proxmox VE API simulator on loopback: the
+// CloudPods node "pve" with its storages and template CT 9000, served over
+// HTTPS with a fresh self-signed certificate and one API token.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/migrahosting/cloudpods/fixtures/pvesim"
+)
+
+type options struct {
+	listen          string
+	tokenID         string
+	tokenSecret     string
+	users           []string
+	version         string
+	taskScale       float64
+	taskDurations   []string
+	stateFile       string
+	dataDir         string
+	faults          []string
+	termproxyTokens string
+	authFailDelay   time.Duration
+	logLevel        string
+	envFile         string
+}
+
+func main() {
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func execute(args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "pvesim:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, opts, stdout, stderr); err != nil {
+		fmt.Fprintln(stderr, "pvesim:", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := pflag.NewFlagSet("pvesim", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8006", "address to serve HTTPS on (port 0 picks one)")
+	fs.StringVar(&o.tokenID, "token-id", "cloudpods@pve!provisioner", "API token id, user@realm!name")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "API token secret (default: a random UUID, printed at start)")
+	fs.StringArrayVar(&o.users, "user", nil, "a password login for /access/ticket, USER@REALM=PASSWORD (repeatable; default root@pam with a random password, printed at start)")
+	fs.StringVar(&o.version, "pve-version", "9.1", "PVE release to imitate: 8.4 or 9.1")
+	fs.Float64Var(&o.taskScale, "task-scale", 1, "multiply every task duration (0.01 = 100x faster)")
+	fs.StringArrayVar(&o.taskDurations, "task-duration", nil, "task duration before scaling, TYPE=DURATION, e.g. vzclone=10s (repeatable)")
+	fs.StringVar(&o.stateFile, "state", "", "state file: loaded at start if present, written at exit")
+	fs.StringVar(&o.dataDir, "data-dir", "", "container root directories (default: a temporary directory removed at exit)")
+	fs.StringArrayVar(&o.faults, "fault", nil, "inject a fault (repeatable): "+pvesim.FaultSyntax)
+	fs.StringVar(&o.termproxyTokens, "termproxy-tokens", "auto", "console with API tokens: auto (9.1 accepts, 8.4 rejects), accept or reject")
+	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
+	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
+func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error) {
+	cfg := pvesim.Config{
+		Listen:          o.listen,
+		Version:         o.version,
+		DataDir:         o.dataDir,
+		Scale:           o.taskScale,
+		AuthFailDelay:   o.authFailDelay,
+		TermproxyTokens: o.termproxyTokens,
+		StateFile:       o.stateFile,
+		Logger:          log,
+		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
+	}
+	if o.authFailDelay == 0 {
+		cfg.AuthFailDelay = -1
+	}
+	if len(o.taskDurations) > 0 {
+		cfg.TaskDurations = map[string]time.Duration{}
+	}
+	for _, td := range o.taskDurations {
+		typ, dur, ok := strings.Cut(td, "=")
+		d, err := time.ParseDuration(dur)
+		if !ok || err != nil || typ == "" {
+			return cfg, nil, fmt.Errorf("--task-duration %q: want TYPE=DURATION, e.g. vzclone=10s", td)
+		}
+		cfg.TaskDurations[typ] = d
+	}
+	for _, rule := range o.faults {
+		f, err := pvesim.ParseFault(rule)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Faults = append(cfg.Faults, f)
+	}
+	var logins []string
+	for _, u := range o.users {
+		id, pw, ok := strings.Cut(u, "=")
+		if !ok || id == "" {
+			return cfg, nil, fmt.Errorf("--user %q: want USER@REALM=PASSWORD", u)
+		}
+		cfg.Users = append(cfg.Users, pvesim.User{ID: id, Password: pw})
+	}
+	if len(cfg.Users) == 0 {
+		pw := randomUUID()
+		cfg.Users = []pvesim.User{{ID: "root@pam", Password: pw}}
+		logins = append(logins, "root@pam password: "+pw)
+	}
+	return cfg, logins, nil
+}
+
+func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	log := logrus.New()
+	log.SetOutput(stderr)
+	level, err := logrus.ParseLevel(o.logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log.SetLevel(level)
+	if o.tokenSecret == "" {
+		o.tokenSecret = randomUUID()
+	}
+	cfg, logins, err := o.config(log)
+	if err != nil {
+		return err
+	}
+	sim, err := pvesim.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "PVE %s simulator at %s\n", sim.Version(), sim.URL())
+	fmt.Fprintf(stdout, "certificate fingerprint: %s\n", sim.Fingerprint())
+	fmt.Fprintf(stdout, "Authorization: PVEAPIToken=%s=%s\n", o.tokenID, o.tokenSecret)
+	for _, l := range logins {
+		fmt.Fprintln(stdout, l)
+	}
+	if o.envFile != "" {
+		env := fmt.Sprintf("PVE_URL=%s\nPVE_TOKEN_ID=%s\nPVE_TOKEN_SECRET=%s\nPVE_FINGERPRINT=%s\n",
+			sim.URL(), o.tokenID, o.tokenSecret, sim.Fingerprint())
+		if err := writeFileAtomic(o.envFile, []byte(env)); err != nil {
+			_ = sim.Close()
+			return err
+		}
+	}
+	<-ctx.Done()
+	log.Info("pvesim: shutting down")
+	return sim.Close()
+}
+
+// writeFileAtomic makes the file appear complete, for scripts polling it.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func randomUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}

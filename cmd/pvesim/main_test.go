@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/migrahosting/cloudpods/fixtures/pvesim"
+)
+
+func TestConfigFromFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--listen", "127.0.0.1:0", "--pve-version", "8.4", "--task-scale", "0.5",
+		"--task-duration", "vzclone=10s", "--fault", "POST /nodes/pve/lxc/9000/clone #1 lock", "--user", "root@pam=pw"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, logins, err := o.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Version != "8.4" || cfg.Scale != 0.5 || cfg.TaskDurations["vzclone"] != 10*time.Second ||
+		len(cfg.Faults) != 1 || cfg.Faults[0].Kind != pvesim.FaultLock || len(cfg.Users) != 1 || len(logins) != 0 {
+		t.Errorf("config %+v logins %v", cfg, logins)
+	}
+	for _, bad := range [][]string{{"--task-duration", "vzclone"}, {"--fault", "nonsense"}, {"--user", "root@pam"}} {
+		o, err := parseFlags(bad, &bytes.Buffer{})
+		if err == nil {
+			_, _, err = o.config(nil)
+		}
+		if err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+func TestRunWritesEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "pve.env")
+	o, err := parseFlags([]string{"--listen", "127.0.0.1:0", "--env-file", env, "--token-secret", "s", "--data-dir", filepath.Join(dir, "data")}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o, &stdout, &bytes.Buffer{}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(env); err == nil {
+			if !strings.Contains(string(b), "PVE_TOKEN_ID=cloudpods@pve!provisioner\nPVE_TOKEN_SECRET=s\n") || !strings.Contains(string(b), "PVE_URL=https://127.0.0.1:") {
+				t.Errorf("env file %q", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no env file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "PVEAPIToken=cloudpods@pve!provisioner=s") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+}
