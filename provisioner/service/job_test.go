@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestApplyEvent(t *testing.T) {
 			}
 			var got []string
 			for _, s := range j.Steps {
-				got = append(got, strings.Join([]string{s.Step, s.State, strings.TrimSuffix(strings.TrimSuffix(time.Duration(s.Seconds*float64(time.Second)).String(), "s"), "0"), s.Message}, ":"))
+				got = append(got, fmt.Sprintf("%s:%s:%g:%s", s.Step, s.State, s.Seconds, s.Message))
 			}
 			if strings.Join(got, " ") != tt.steps || len(j.Warnings) != tt.warnings {
 				t.Errorf("steps %q warnings %v, want %q and %d warnings", strings.Join(got, " "), j.Warnings, tt.steps, tt.warnings)

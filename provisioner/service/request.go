@@ -26,7 +26,7 @@ const MaxBodyBytes = 64 << 10
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) *apiError {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return &apiError{status: http.StatusUnsupportedMediaType, msg: "send the body as application/json", kind: kindInvalid}
+			return &apiError{status: http.StatusUnsupportedMediaType, msg: "send the body as JSON, with Content-Type: application/json", kind: kindInvalid}
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))

@@ -41,15 +41,6 @@ func (s *Server) routeTable() []route {
 	}
 }
 
-// Routes lists "METHOD pattern" for every endpoint, in routing order.
-func (s *Server) Routes() []string {
-	out := make([]string, len(s.routes))
-	for i, rt := range s.routes {
-		out[i] = rt.method + " " + rt.pattern
-	}
-	return out
-}
-
 // match fills r's path values when path fits pattern.
 func match(pattern, path string, r *http.Request) bool {
 	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
