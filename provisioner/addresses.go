@@ -31,3 +31,8 @@ type AddressLease struct {
 	Hostname string
 	Owner    string
 }
+
+// LeaseOwner is the IPAM owner key of a pod: the same tenant and hostname
+// get the same lease back, whoever asks (create's reserve step, the
+// service's early allocation, a re-run after a crash).
+func LeaseOwner(tenant, hostname string) string { return "cloudpods/" + tenant + "/" + hostname }

@@ -151,7 +151,7 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 				req.IP = ip
 			}
 			if req.Owner == "" {
-				req.Owner = "cloudpods/" + req.Tenant + "/" + req.Hostname
+				req.Owner = provisioner.LeaseOwner(req.Tenant, req.Hostname)
 			}
 			l, err := a.Reserve(cmd.Context(), req)
 			if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/service"
 )
@@ -110,6 +111,10 @@ environment variable shown in its help.`,
 			if err != nil {
 				return err
 			}
+			alloc, err := g.ipam.allocator(g, api, defaults, log)
+			if err != nil {
+				return err
+			}
 			store, err := service.OpenDirStore(o.stateDir)
 			if err != nil {
 				return err
@@ -117,6 +122,7 @@ environment variable shown in its help.`,
 			defer store.Close()
 			return runServe(cmd.Context(), g.stop, o, service.Options{
 				Flows: prov, AuthTokens: tokens, Store: store, Logger: log, Defaults: defaults,
+				Allocator: serviceAllocator(alloc),
 				// GET /version needs a valid token: one cheap call proves
 				// both that PVE answers and that it accepts us.
 				Ready: func(ctx context.Context) error {
@@ -305,4 +311,24 @@ func runServe(ctx context.Context, stop <-chan struct{}, o *serveOptions, opts s
 		return fmt.Errorf("serving %s: %w", o.listen, serveErr)
 	}
 	return jobsErr
+}
+
+// serviceAllocator lets the service answer a create without vmid or ip with
+// the address and VMID at once; it reserves under the pod's lease owner, so
+// the provisioner's reserve step gets the same lease back.
+func serviceAllocator(a *ipam.Allocator) service.Allocator {
+	if a == nil {
+		return nil
+	}
+	return ipamReserver{a}
+}
+
+type ipamReserver struct{ a *ipam.Allocator }
+
+func (r ipamReserver) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
+	l, err := r.a.Reserve(ctx, ipam.Request{Hostname: hostname, Tenant: tenant, Owner: provisioner.LeaseOwner(tenant, hostname)})
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	return l.VMID, l.IP, nil
 }

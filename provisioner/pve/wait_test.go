@@ -94,3 +94,22 @@ func TestPollIntervalGrowsWithAgeWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestPollIntervalWithExpectedDuration(t *testing.T) {
+	o := WaitOptions{Expect: 3 * time.Second}.withDefaults()
+	tests := []struct {
+		age  time.Duration
+		want time.Duration
+	}{
+		{0, time.Second}, // far from the end: sleep, capped
+		{2500 * time.Millisecond, 350 * time.Millisecond}, // wake just before the expected end
+		{2900 * time.Millisecond, 20 * time.Millisecond},  // around the end: poll fast
+		{4 * time.Second, 20 * time.Millisecond},
+		{10 * time.Second, time.Second}, // far past it: back to growing intervals
+	}
+	for _, tt := range tests {
+		if got := pollInterval(tt.age, o); got != tt.want {
+			t.Errorf("pollInterval(%v) = %v, want %v", tt.age, got, tt.want)
+		}
+	}
+}
