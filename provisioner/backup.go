@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -16,9 +17,12 @@ const DefaultBackupStorage = "vzdump-backups"
 
 // BackupRequest is one vzdump of a pod.
 type BackupRequest struct {
-	Node      string
-	VMID      int
-	Storage   string // vzdump-backups or t7-backup
+	Node    string
+	VMID    int
+	Storage string // vzdump-backups (default) or t7-backup
+	// LockWait bounds waiting for another task's lock on the CT before the
+	// backup starts; 0 means 2 minutes.
+	LockWait  time.Duration
 	Requester string
 	Reporter  Reporter
 }
@@ -31,11 +35,22 @@ type Backup struct {
 	Created time.Time `json:"created"`
 	Notes   string    `json:"notes,omitempty"`
 	Storage string    `json:"storage"`
+	// Mode is the mode vzdump used, from its log: snapshot, or suspend
+	// when a volume cannot snapshot, or stop for a stopped CT.
+	Mode string `json:"mode,omitempty"`
+	Task string `json:"task,omitempty"`
 }
 
-// Backup takes a vzdump of a pod: snapshot mode (PVE falls back to suspend
-// itself where the storage cannot snapshot), zstd, notes naming hostname,
-// tenant and vmid; the storage's own prune settings apply.
+// lostBackupGrace is how long a vzdump whose answer was lost gets to show
+// itself (the CT's backup lock or its archive) before it is sent again. A
+// second archive is the price of guessing wrong; the storage's prune
+// settings clear it.
+const lostBackupGrace = 2 * time.Second
+
+// Backup takes a vzdump of a pod: snapshot mode (vzdump itself falls back
+// to suspend where a volume cannot snapshot), zstd, notes naming hostname,
+// tenant and vmid. No prune-backups is sent, so the storage's own
+// retention applies.
 func (p *Provisioner) Backup(ctx context.Context, req BackupRequest) (Backup, error) {
 	start := p.opts.Now()
 	b, spec, err := p.backup(ctx, req)
@@ -45,63 +60,193 @@ func (p *Provisioner) Backup(ctx context.Context, req BackupRequest) (Backup, er
 
 func (p *Provisioner) backup(ctx context.Context, req BackupRequest) (Backup, Spec, error) {
 	spec := Spec{VMID: req.VMID, Node: req.Node}
+	rep := req.Reporter
+	if rep == nil {
+		rep = nopReporter{}
+	}
+	ev := func(ph Phase, msg string) {
+		rep.Report(Event{Time: p.opts.Now(), VMID: req.VMID, Step: "backup", Phase: ph, Message: msg})
+	}
 	if req.Storage == "" {
 		req.Storage = DefaultBackupStorage
+	}
+	if req.LockWait <= 0 {
+		req.LockWait = 2 * time.Minute
 	}
 	cfg, err := p.api.ContainerConfig(ctx, req.Node, req.VMID)
 	if errors.Is(err, pve.ErrNotFound) {
 		return Backup{}, spec, problemf(ErrPreflight, "CT %d does not exist on node %s: nothing to back up", req.VMID, req.Node)
 	}
 	if err != nil {
-		return Backup{}, spec, err
+		return Backup{}, spec, fmt.Errorf("read CT %d: %w", req.VMID, err)
 	}
 	spec.Hostname = cfg.Get("hostname")
 	spec.IP = parseAddr(configIP(cfg))
-	if m, ok := ParseMarker(cfg.Get("description")); ok {
+	if m, ok := ParseMarker(cfg.Get("description")); ok && m.Owns(req.VMID) {
 		spec.Tenant = m.Tenant
 	}
 	if err := p.checkBackupStorage(ctx, req.Node, req.Storage); err != nil {
 		return Backup{}, spec, err
 	}
-	// vzdump expands these; the tenant goes in literally. PVE notes are
-	// one line per field so the content listing (first line) names the pod.
-	notes := "{{guestname}} vmid={{vmid}} tenant=" + tenantOrNone(spec.Tenant) + " node={{node}} by=cloudpods"
-	before := map[string]bool{}
-	if vols, err := p.api.StorageContent(ctx, req.Node, req.Storage, "backup"); err == nil {
-		for _, v := range vols {
-			before[v.VolID] = true
-		}
+	ev(PhaseStart, fmt.Sprintf("vzdump to %s", req.Storage))
+	// vzdump fails at once on a locked CT; a lock from a task that is about
+	// to finish (a snapshot, another backup) is worth waiting for.
+	if err := p.waitNoLock(ctx, req.Node, req.VMID, req.LockWait); err != nil {
+		ev(PhaseFail, err.Error())
+		return Backup{}, spec, err
 	}
+	before := archiveCounts{}
+	if vols, err := p.api.StorageContent(ctx, req.Node, req.Storage, "backup"); err == nil {
+		before.add(vols)
+	}
+	opts := pve.BackupOptions{VMID: req.VMID, Storage: req.Storage, Mode: "snapshot", Compress: "zstd", NotesTemplate: backupNotes(spec.Tenant)}
 	var upid string
-	err = p.opts.Retry.Do(ctx, fmt.Sprintf("back up CT %d", req.VMID), func(ctx context.Context) error {
+	var adopted *pve.Volume
+	err = p.opts.Retry.Do(ctx, fmt.Sprintf("back up CT %d to %s", req.VMID, req.Storage), func(ctx context.Context) error {
 		var err error
-		upid, err = p.api.Backup(ctx, req.Node, pve.BackupOptions{VMID: req.VMID, Storage: req.Storage, Mode: "snapshot", Compress: "zstd", NotesTemplate: notes})
+		upid, err = p.api.Backup(ctx, req.Node, opts)
 		if err != nil {
 			return err
 		}
 		if upid == "OK" {
-			return fmt.Errorf("PVE answered OK without a task: CT %d is not on node %s", req.VMID, req.Node)
+			// PVE's answer when none of the guests is on this node.
+			return problemf(ErrPreflight, "PVE started no backup: CT %d is not on node %s", req.VMID, req.Node)
 		}
 		_, err = p.wait(ctx, req.Node, upid)
 		return err
-	}, nil)
+	}, func(ctx context.Context, _ error) (bool, error) {
+		v, err := p.findLostBackup(ctx, req.Node, req.Storage, req.VMID, before)
+		adopted = v
+		return v != nil, err
+	})
 	if err != nil {
+		ev(PhaseFail, err.Error())
 		return Backup{}, spec, err
 	}
-	vols, err := p.api.StorageContent(ctx, req.Node, req.Storage, "backup")
-	if err != nil {
-		return Backup{}, spec, fmt.Errorf("backup of CT %d done, but listing %s failed: %w", req.VMID, req.Storage, err)
+	newest, mode := adopted, ""
+	if newest == nil {
+		var archive string
+		archive, mode = p.vzdumpLog(ctx, req.Node, upid)
+		newest, err = p.archiveOf(ctx, req.Node, req.Storage, req.VMID, archive, before)
+		if err != nil {
+			return Backup{}, spec, fmt.Errorf("backup of CT %d done (task %s), but listing %s failed: %w", req.VMID, upid, req.Storage, err)
+		}
+		if newest == nil {
+			return Backup{}, spec, fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
+		}
 	}
+	b := Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage, Mode: mode}
+	if adopted == nil {
+		b.Task = upid
+	}
+	ev(PhaseDone, fmt.Sprintf("%s (%s)", b.VolID, humanBytes(b.Size)))
+	return b, spec, nil
+}
+
+// backupNotes is the notes-template: vzdump expands the {{…}} variables;
+// the tenant goes in literally, with vzdump's escapes (\\, \n) and
+// variables defused.
+// One line, so PVE's content listing (which shows the first) names the pod.
+func backupNotes(tenant string) string {
+	t := strings.NewReplacer("\\", "\\\\", "\n", " ", "\r", " ", "{{", "{ {").Replace(tenantOrNone(tenant))
+	return "{{guestname}} vmid={{vmid}} tenant=" + t + " node={{node}} by=cloudpods"
+}
+
+// archiveCounts counts the listed archives by volid: a storage listing
+// can name one volid twice (two backups of a CT within a second).
+type archiveCounts map[string]int
+
+func (c archiveCounts) add(vols []pve.Volume) {
+	for _, v := range vols {
+		c[v.VolID]++
+	}
+}
+
+// newArchive is the newest archive of vmid on storage that before does not
+// account for.
+func (p *Provisioner) newArchive(ctx context.Context, node, storage string, vmid int, before archiveCounts) (*pve.Volume, error) {
+	vols, err := p.api.StorageContent(ctx, node, storage, "backup")
+	if err != nil {
+		return nil, err
+	}
+	seen := archiveCounts{}
 	var newest *pve.Volume
 	for i, v := range vols {
-		if v.VMID == req.VMID && !before[v.VolID] && (newest == nil || v.CTime.After(newest.CTime)) {
+		seen[v.VolID]++
+		if v.VMID == vmid && seen[v.VolID] > before[v.VolID] && (newest == nil || !v.CTime.Before(newest.CTime)) {
 			newest = &vols[i]
 		}
 	}
-	if newest == nil {
-		return Backup{}, spec, fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
+	return newest, nil
+}
+
+// archiveOf finds the archive a finished vzdump wrote: the one named
+// archive when its log gave the name, else the newest new one.
+func (p *Provisioner) archiveOf(ctx context.Context, node, storage string, vmid int, archive string, before archiveCounts) (*pve.Volume, error) {
+	if archive == "" {
+		return p.newArchive(ctx, node, storage, vmid, before)
 	}
-	return Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage}, spec, nil
+	vols, err := p.api.StorageContent(ctx, node, storage, "backup")
+	if err != nil {
+		return nil, err
+	}
+	for i := len(vols) - 1; i >= 0; i-- {
+		if path.Base(vols[i].VolID) == archive {
+			return &vols[i], nil
+		}
+	}
+	return p.newArchive(ctx, node, storage, vmid, before)
+}
+
+// findLostBackup settles a vzdump whose answer was lost: its worker locks
+// the CT ("backup") while it runs and leaves an archive behind. Nothing of
+// either within lostBackupGrace means the call did not start a backup.
+func (p *Provisioner) findLostBackup(ctx context.Context, node, storage string, vmid int, before archiveCounts) (*pve.Volume, error) {
+	var found *pve.Volume
+	running := false
+	err := pollUntil(ctx, lostBackupGrace, func(ctx context.Context) (bool, error) {
+		v, err := p.newArchive(ctx, node, storage, vmid, before)
+		if err != nil || v != nil {
+			found = v
+			return true, err
+		}
+		cfg, err := p.api.ContainerConfig(ctx, node, vmid)
+		running = cfg.Get("lock") == "backup"
+		return running, err
+	})
+	switch {
+	case found != nil:
+		return found, nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if err := p.waitNoLock(ctx, node, vmid, p.opts.TaskTimeout); err != nil {
+		return nil, err
+	}
+	return p.newArchive(ctx, node, storage, vmid, before)
+}
+
+// vzdumpLog reads what a finished vzdump task logged: the archive's file
+// name ("creating vzdump archive '/…/dump/vzdump-lxc-9101-….tar.zst'") and
+// the mode it settled on ("backup mode: suspend" after a snapshot failed).
+// Best effort: "" for what the log does not tell.
+func (p *Provisioner) vzdumpLog(ctx context.Context, node, upid string) (archive, mode string) {
+	lines, err := p.api.TaskLog(ctx, node, upid, 0, 0)
+	if err != nil {
+		return "", ""
+	}
+	for _, l := range lines {
+		if _, rest, ok := strings.Cut(l, "creating vzdump archive '"); ok {
+			name, _, _ := strings.Cut(rest, "'")
+			archive = path.Base(name)
+		}
+		if _, m, ok := strings.Cut(l, "backup mode: "); ok {
+			mode = strings.TrimSpace(m)
+		}
+	}
+	return archive, mode
 }
 
 func tenantOrNone(t string) string {
@@ -114,24 +259,21 @@ func tenantOrNone(t string) string {
 func (p *Provisioner) checkBackupStorage(ctx context.Context, node, storage string) error {
 	storages, err := p.api.Storages(ctx, node)
 	if err != nil {
-		return err
+		return fmt.Errorf("storages of node %s: %w", node, err)
 	}
-	var names []string
 	for _, st := range storages {
-		if contains(st.Content, "backup") {
-			names = append(names, st.ID)
+		if st.ID != storage {
+			continue
 		}
-		if st.ID == storage {
-			if !contains(st.Content, "backup") {
-				return problemf(ErrPreflight, "storage %s does not take backups: pass --storage with a backup storage (%s)", storage, strings.Join(backupStores(storages), ", "))
-			}
-			if !st.Active {
-				return problemf(ErrPreflight, "backup storage %s is not active on node %s: check it in PVE", storage, node)
-			}
-			return nil
+		if !contains(st.Content, "backup") {
+			return problemf(ErrPreflight, "storage %s does not take backups: pass --storage with a backup storage (%s)", storage, strings.Join(backupStores(storages), ", "))
 		}
+		if !st.Active {
+			return problemf(ErrPreflight, "backup storage %s is not active on node %s: check it in PVE", storage, node)
+		}
+		return nil
 	}
-	return problemf(ErrPreflight, "backup storage %s does not exist on node %s: pass --storage with one of %s", storage, node, strings.Join(names, ", "))
+	return problemf(ErrPreflight, "backup storage %s does not exist on node %s: pass --storage with one of %s", storage, node, strings.Join(backupStores(storages), ", "))
 }
 
 func backupStores(storages []pve.Storage) []string {
@@ -144,12 +286,12 @@ func backupStores(storages []pve.Storage) []string {
 	return out
 }
 
-// Backups lists backup archives on every backup storage of the node,
-// newest first; vmid 0 lists all.
+// Backups lists backup archives on every active backup storage of the
+// node, newest first; vmid 0 lists all.
 func (p *Provisioner) Backups(ctx context.Context, node string, vmid int) ([]Backup, error) {
 	storages, err := p.api.Storages(ctx, node)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("storages of node %s: %w", node, err)
 	}
 	var out []Backup
 	for _, st := range storages {
@@ -166,6 +308,11 @@ func (p *Provisioner) Backups(ctx context.Context, node string, vmid int) ([]Bac
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].VolID > out[j].VolID
+	})
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,13 +70,20 @@ var ErrInterrupted = errors.New("interrupted")
 
 // createRun is the state of one create.
 type createRun struct {
-	p        *Provisioner
-	req      CreateRequest
-	spec     Spec
-	runID    string
-	rep      Reporter
-	res      CreateResult
-	created  bool // this run's clone exists
+	p     *Provisioner
+	req   CreateRequest
+	spec  Spec
+	runID string
+	rep   Reporter
+	res   CreateResult
+	step  string // the step running, for retry events
+	// cloneTried: a clone POST went out, so a CT of this run may exist
+	// whatever its answer said; created: it does.
+	cloneTried bool
+	created    bool
+	// tasks are the UPIDs this run started; rollback waits for them, since
+	// a wait that failed or timed out leaves its task running in PVE.
+	tasks    []string
 	existing *pve.Config
 	lease    *AddressLease
 	cmode    string // the template's cmode, restored after the push
@@ -121,8 +129,9 @@ func (r *createRun) run(ctx context.Context) error {
 	}
 	for i, s := range steps {
 		if i > 0 && r.stopRequested() {
-			return r.interrupted(s.name)
+			return r.interrupted(ctx, s.name)
 		}
+		r.step = s.name
 		t0 := time.Now()
 		r.event(s.name, PhaseStart, "")
 		err := s.fn(ctx)
@@ -148,12 +157,24 @@ func (r *createRun) stopRequested() bool {
 	}
 }
 
-func (r *createRun) interrupted(next string) error {
-	state := "nothing was created"
+// interrupted ends a run stopped at a step boundary (SIGINT, SIGTERM) and
+// says what it leaves: a partly provisioned CT and its reservation for the
+// re-run, or nothing at all.
+func (r *createRun) interrupted(ctx context.Context, next string) error {
+	se := &StepError{Step: next, VMID: r.spec.VMID, Err: fmt.Errorf("%w before step %s", ErrInterrupted, next)}
 	if r.created || r.existing != nil {
-		state = fmt.Sprintf("CT %d exists and is partly provisioned (next step: %s); run the same command again to finish it, or destroy it with: cloudpod destroy %d --force", r.spec.VMID, next, r.spec.VMID)
+		se.Left = true
+		se.RolledBack = fmt.Sprintf("CT %d exists, partly provisioned, and %s stays reserved for it: run the same command again to finish it, or remove it with: cloudpod destroy %d --force",
+			r.spec.VMID, r.spec.IP, r.spec.VMID)
+		return se
 	}
-	return &StepError{Step: next, VMID: r.spec.VMID, Err: fmt.Errorf("%w before %s: %s", ErrInterrupted, next, state)}
+	se.RolledBack = "nothing was created"
+	if r.lease != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		se.RolledBack += r.releaseLease(rctx)
+	}
+	return se
 }
 
 func (r *createRun) event(step string, ph Phase, msg string) {
@@ -170,44 +191,117 @@ func (r *createRun) warn(step, msg string) {
 	r.event(step, PhaseWarn, msg)
 }
 
-// fail rolls back what this run created, unless asked to keep it.
+// retry is the provisioner's policy, reporting each retry as progress of
+// the step running.
+func (r *createRun) retry() pve.RetryPolicy {
+	pol := r.p.opts.Retry
+	pol.OnRetry = func(what string, attempt int, err error, wait time.Duration) {
+		r.p.log.WithFields(map[string]interface{}{"vmid": r.spec.VMID, "step": r.step, "attempt": attempt}).WithError(err).Debug("retrying " + what)
+		r.event(r.step, PhaseInfo, fmt.Sprintf("%s: %v; retrying in %s", what, err, wait.Round(time.Millisecond)))
+	}
+	return pol
+}
+
+// fail rolls back what this run created (unless asked to keep it) and
+// releases the IPAM reservation when no CT is left at the VMID, then says
+// what state it leaves.
 func (r *createRun) fail(ctx context.Context, step string, err error) error {
 	se := &StepError{Step: step, VMID: r.spec.VMID, Err: err}
-	if errors.Is(err, ErrInterrupted) || errors.Is(err, context.Canceled) {
-		return se
-	}
 	// Rollback must run even when ctx is what failed (a timeout).
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.p.opts.TaskTimeout+time.Minute)
 	defer cancel()
+	left := true
 	switch {
-	case r.created && r.req.KeepOnFailure:
-		r.markFailed(rctx, step, err)
-		se.RolledBack = fmt.Sprintf("kept CT %d, marked failed (--keep-on-failure)", r.spec.VMID)
-	case r.created:
-		r.event("rollback", PhaseStart, "")
-		if rbErr := r.p.removeGuest(rctx, r.spec.Node, r.spec.VMID, r.runID); rbErr != nil {
-			se.RolledBack = fmt.Sprintf("rollback of CT %d failed, remove it by hand: %v", r.spec.VMID, rbErr)
-			r.event("rollback", PhaseFail, rbErr.Error())
-		} else {
-			se.RolledBack = fmt.Sprintf("rolled back: CT %d destroyed", r.spec.VMID)
-			r.event("rollback", PhaseDone, "")
-		}
+	case r.existing != nil:
+		se.RolledBack = fmt.Sprintf("CT %d was there before this run and is left as it is: run the same command again to finish it", r.spec.VMID)
+	case errors.Is(err, context.Canceled):
+		// Aborted mid-step (a second signal): touch nothing, say what is there.
+		left, se.RolledBack = r.leftBehind(rctx)
+	case r.cloneTried:
+		left, se.RolledBack = r.rollbackClone(rctx, step, err)
+	default:
+		left, se.RolledBack = false, "nothing was created"
 	}
-	if r.lease != nil && !(r.created && r.req.KeepOnFailure) && (r.created || r.existing == nil) {
-		if rerr := r.p.opts.Addresses.Release(rctx, *r.lease); rerr != nil {
-			se.RolledBack += fmt.Sprintf("; releasing %s in IPAM failed: %v", r.lease.IP, rerr)
-		}
+	if r.lease != nil && !left {
+		se.RolledBack += r.releaseLease(rctx)
 	}
+	se.Left = left
 	return se
 }
 
-func (r *createRun) markFailed(ctx context.Context, step string, cause error) {
+// releaseLease gives the reservation back and says so.
+func (r *createRun) releaseLease(ctx context.Context) string {
+	if err := r.p.opts.Addresses.Release(ctx, *r.lease); err != nil {
+		return fmt.Sprintf("; releasing %s in IPAM failed, run `cloudpod ip release %s`: %v", r.lease.IP, r.lease.IP, err)
+	}
+	return fmt.Sprintf("; %s and VMID %d released in IPAM", r.lease.IP, r.lease.VMID)
+}
+
+// leftBehind reports whether a CT of this run is at the VMID, for a run
+// that stops without rolling back.
+func (r *createRun) leftBehind(ctx context.Context) (bool, string) {
+	if !r.cloneTried {
+		return false, "nothing was created"
+	}
+	_, err := r.p.api.ContainerConfig(ctx, r.spec.Node, r.spec.VMID)
+	if errors.Is(err, pve.ErrNotFound) {
+		return false, "nothing was created"
+	}
+	return true, fmt.Sprintf("CT %d may exist, partly provisioned, and %s stays reserved for it: run the same command again to finish it, or remove it with: cloudpod destroy %d --force",
+		r.spec.VMID, r.spec.IP, r.spec.VMID)
+}
+
+// rollbackClone removes the CT this run cloned, and only that one: the
+// marker on the VMID must carry this run's id. It waits for the tasks this
+// run started first (a clone whose wait timed out still holds its lock; a
+// start whose status read failed may still bring the CT up).
+func (r *createRun) rollbackClone(ctx context.Context, step string, cause error) (bool, string) {
+	s := r.spec
+	wo := r.p.opts.Wait
+	wo.Timeout = 0 // ctx bounds it: the rollback's own budget
+	for _, upid := range r.tasks {
+		_, _ = pve.WaitTask(ctx, r.p.api, s.Node, upid, wo)
+	}
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if errors.Is(err, pve.ErrNotFound) {
+		return false, "nothing was left: no CT at VMID " + strconv.Itoa(s.VMID)
+	}
+	if err != nil {
+		return true, fmt.Sprintf("could not read CT %d to roll it back (%v): if it carries run %s's marker, remove it with: cloudpod destroy %d --force", s.VMID, err, r.runID, s.VMID)
+	}
+	if m, ok := ParseMarker(cfg.Get("description")); !ok || !m.Owns(s.VMID) || m.RunID != r.runID {
+		return true, fmt.Sprintf("CT %d is not this run's (another run or tool made it): left untouched", s.VMID)
+	}
+	if r.req.KeepOnFailure {
+		if merr := r.markFailed(ctx, step, cause); merr != nil {
+			return true, fmt.Sprintf("kept CT %d (--keep-on-failure) but marking it failed did not work: %v", s.VMID, merr)
+		}
+		return true, fmt.Sprintf("kept CT %d, marked failed (--keep-on-failure): inspect it, then remove it with: cloudpod destroy %d --force", s.VMID, s.VMID)
+	}
+	r.event("rollback", PhaseStart, "")
+	if err := r.p.removeGuest(ctx, s.Node, s.VMID, r.runID); err != nil {
+		r.event("rollback", PhaseFail, err.Error())
+		return true, fmt.Sprintf("rollback of CT %d failed, remove it with: cloudpod destroy %d --force (%v)", s.VMID, s.VMID, err)
+	}
+	r.event("rollback", PhaseDone, "")
+	return false, fmt.Sprintf("rolled back: CT %d destroyed", s.VMID)
+}
+
+// markFailed keeps a failed pod recognisable: the marker's state, the
+// failure in the description, and a cloudpod-failed tag for listings.
+func (r *createRun) markFailed(ctx context.Context, step string, cause error) error {
+	if err := r.p.waitNoLock(ctx, r.spec.Node, r.spec.VMID, r.p.opts.TaskTimeout); err != nil {
+		return err
+	}
 	m := newMarker(r.spec, r.runID, r.p.opts.Now())
 	m.State = "failed"
-	_ = r.p.api.UpdateContainerConfig(ctx, r.spec.Node, r.spec.VMID, pve.ConfigUpdate{Set: map[string]string{
-		"description": m.Description() + fmt.Sprintf("failed at %s: %v\n", step, cause),
+	set := map[string]string{
+		"description": m.Description() + fmt.Sprintf("failed at %s: %s\n", step, strings.ReplaceAll(cause.Error(), "\n", " ")),
 		"tags":        tagString(append(r.tags(), "cloudpod-failed")),
-	}})
+	}
+	return r.retry().Do(ctx, fmt.Sprintf("mark CT %d failed", r.spec.VMID), func(ctx context.Context) error {
+		return r.p.api.UpdateContainerConfig(ctx, r.spec.Node, r.spec.VMID, pve.ConfigUpdate{Set: set})
+	}, nil)
 }
 
 // validate checks the request alone, before PVE is contacted.
@@ -468,6 +562,11 @@ func (r *createRun) reserve(ctx context.Context) error {
 		r.skip(StepReserve, "no IPAM configured")
 		return nil
 	}
+	if r.spec.VMID == 0 || !r.spec.IP.IsValid() {
+		if err := r.adopt(ctx); err != nil {
+			return err
+		}
+	}
 	lease, err := a.Reserve(ctx, AddressRequest{Hostname: r.spec.Hostname, Tenant: r.spec.Tenant,
 		Owner: "cloudpods/" + r.spec.Tenant + "/" + r.spec.Hostname, IP: r.spec.IP, VMID: r.spec.VMID})
 	if err != nil {
@@ -482,10 +581,55 @@ func (r *createRun) reserve(ctx context.Context) error {
 	return nil
 }
 
+// adopt finds the pod an earlier run of the same command made (it may have
+// been killed before IPAM recorded it, or its reservation may have
+// expired), so an auto VMID or IP re-run converges on it instead of
+// creating a second pod. A pod of the same hostname and tenant with a
+// different spec is a conflict.
+func (r *createRun) adopt(ctx context.Context) error {
+	s := r.spec
+	guests, err := r.p.api.Guests(ctx)
+	if err != nil {
+		return r.apiProblem("list the cluster's guests", err)
+	}
+	for _, g := range guests {
+		if g.Type != "lxc" || g.Name != s.Hostname || (s.VMID != 0 && g.VMID != s.VMID) {
+			continue
+		}
+		cfg, err := r.p.api.ContainerConfig(ctx, g.Node, g.VMID)
+		if errors.Is(err, pve.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return r.apiProblem(fmt.Sprintf("read CT %d", g.VMID), err)
+		}
+		m, ok := ParseMarker(cfg.Get("description"))
+		if !ok || !m.Owns(g.VMID) || m.Hostname != s.Hostname || m.Tenant != s.Tenant {
+			continue
+		}
+		want := s
+		want.VMID = g.VMID
+		if !want.IP.IsValid() {
+			if p, err := netip.ParsePrefix(m.Spec.Address); err == nil {
+				want.IP = p.Addr()
+			}
+		}
+		if m.SpecHash != want.Hash() {
+			return problemf(ErrConflict, "%s is already CT %d, made by cloudpods with a different spec (%s): destroy it first or pass the spec it was created with",
+				s.Hostname, g.VMID, strings.Join(diffEssentials(m.Spec, want.essentials()), ", "))
+		}
+		r.spec.VMID, r.spec.IP = want.VMID, want.IP
+		r.event(StepReserve, PhaseInfo, fmt.Sprintf("%s is CT %d with %s from an earlier run (%s): converging on it", s.Hostname, want.VMID, want.IP, m.RunID))
+		return nil
+	}
+	return nil
+}
+
 // clone makes the pod from the template: one clone of a source at a time in
-// this process, PVE's lock errors from other processes retried, and an
-// unknown outcome (596, dropped connection) settled by looking for our
-// marker on the new id.
+// this process, PVE's lock errors (a clone by another process holds the
+// template's disk lock) waited out, and an unknown outcome (596, dropped
+// connection, timeout) settled by looking for this run's marker on the new
+// id before anything is repeated.
 func (r *createRun) clone(ctx context.Context) error {
 	s := r.spec
 	if r.existing != nil {
@@ -498,23 +642,20 @@ func (r *createRun) clone(ctx context.Context) error {
 	}
 	defer unlock()
 	marker := newMarker(s, r.runID, r.p.opts.Now())
-	var upid string
-	err = r.p.opts.Retry.Do(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) error {
-		var err error
-		upid, err = r.p.api.CloneContainer(ctx, s.Node, s.Template, pve.CloneOptions{
+	r.cloneTried = true
+	r.res.Changed = true
+	upid, err := r.retry().Task(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) (string, error) {
+		upid, err := r.p.api.CloneContainer(ctx, s.Node, s.Template, pve.CloneOptions{
 			NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked})
+		if err == nil {
+			r.created = true
+			r.tasks = append(r.tasks, upid)
+		}
+		return upid, err
+	}, func(ctx context.Context, upid string) error {
+		_, err := r.p.wait(ctx, s.Node, upid)
 		return err
-	}, func(ctx context.Context, _ error) (bool, error) {
-		cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
-		if errors.Is(err, pve.ErrNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		m, ok := ParseMarker(cfg.Get("description"))
-		return ok && m.RunID == r.runID, nil
-	})
+	}, r.cloneDone)
 	if err != nil {
 		return err
 	}
@@ -524,8 +665,26 @@ func (r *createRun) clone(ctx context.Context) error {
 		// lock to clear instead of for a task we have no id of.
 		return r.waitUnlocked(ctx)
 	}
-	_, err = r.p.wait(ctx, s.Node, upid)
-	return err
+	return nil
+}
+
+// cloneDone is the clone's already-done check: a CT at the new id carrying
+// this run's marker is our clone. The same command's marker from another
+// run means two runs race for one pod.
+func (r *createRun) cloneDone(ctx context.Context, _ error) (bool, error) {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if errors.Is(err, pve.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	m, ok := ParseMarker(cfg.Get("description"))
+	if ok && m.Owns(s.VMID) && m.RunID != r.runID && m.SpecHash == s.Hash() {
+		return false, problemf(ErrConflict, "CT %d is being created by another run of the same command (run %s): let it finish, then run the command again", s.VMID, m.RunID)
+	}
+	return ok && m.RunID == r.runID, nil
 }
 
 // waitUnlocked waits for a clone that an earlier run started (or whose
@@ -592,26 +751,74 @@ func (r *createRun) configure(ctx context.Context) error {
 		// console after start is a root shell.
 		want["cmode"] = "shell"
 	}
-	changed := map[string]string{}
-	for k, v := range want {
-		if !configEqual(k, cfg.Get(k), v) {
-			changed[k] = v
-		}
-	}
-	if len(changed) == 0 {
+	upd := configChanges(cfg, want, nil)
+	if upd == nil {
 		r.skip(StepConfigure, "config already as wanted")
 		return nil
 	}
 	r.res.Changed = true
-	keys := make([]string, 0, len(changed))
-	for k := range changed {
+	keys := make([]string, 0, len(upd.Set))
+	for k := range upd.Set {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	r.event(StepConfigure, PhaseInfo, "setting "+strings.Join(keys, ", "))
-	return r.p.opts.Retry.Do(ctx, fmt.Sprintf("configure CT %d", s.VMID), func(ctx context.Context) error {
-		return r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, pve.ConfigUpdate{Set: changed, Digest: cfg.Digest})
-	}, nil)
+	return r.applyConfig(ctx, fmt.Sprintf("configure CT %d", s.VMID), cfg, want, nil, true)
+}
+
+// configChanges is the update that brings cfg to want (and removes the
+// keys in del), with cfg's digest; nil when cfg is already there.
+func configChanges(cfg pve.Config, want map[string]string, del []string) *pve.ConfigUpdate {
+	upd := &pve.ConfigUpdate{Set: map[string]string{}, Digest: cfg.Digest}
+	for k, v := range want {
+		if !configEqual(k, cfg.Get(k), v) {
+			upd.Set[k] = v
+		}
+	}
+	for _, k := range del {
+		if _, ok := cfg.Values[k]; ok {
+			upd.Delete = append(upd.Delete, k)
+		}
+	}
+	if len(upd.Set) == 0 && len(upd.Delete) == 0 {
+		return nil
+	}
+	return upd
+}
+
+// applyConfig brings a CT's config to want. PUT …/config is synchronous
+// but not idempotent with a digest, so an attempt whose outcome is unknown
+// is settled by reading the config again: a retry computes its update, and
+// digest, from what is there now. guarded sends the digest, so PVE refuses
+// the update if someone changed the config since it was read.
+func (r *createRun) applyConfig(ctx context.Context, what string, cfg pve.Config, want map[string]string, del []string, guarded bool) error {
+	s := r.spec
+	first := true
+	current := func(ctx context.Context) (*pve.ConfigUpdate, error) {
+		now := cfg
+		if !first {
+			var err error
+			if now, err = r.p.api.ContainerConfig(ctx, s.Node, s.VMID); err != nil {
+				return nil, err
+			}
+		}
+		first = false
+		upd := configChanges(now, want, del)
+		if upd != nil && !guarded {
+			upd.Digest = ""
+		}
+		return upd, nil
+	}
+	return r.retry().Do(ctx, what, func(ctx context.Context) error {
+		upd, err := current(ctx)
+		if err != nil || upd == nil {
+			return err
+		}
+		return r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, *upd)
+	}, func(ctx context.Context, _ error) (bool, error) {
+		upd, err := current(ctx)
+		return upd == nil, err
+	})
 }
 
 // configEqual compares a stored value with a wanted one, allowing for PVE's
@@ -636,31 +843,72 @@ func (r *createRun) startCT(ctx context.Context) error {
 		return nil
 	}
 	r.res.Changed = true
-	var upid string
-	err = r.p.opts.Retry.Do(ctx, fmt.Sprintf("start CT %d", s.VMID), func(ctx context.Context) error {
-		var err error
-		if upid, err = r.p.api.StartContainer(ctx, s.Node, s.VMID); err != nil {
-			return err
+	_, err = r.retry().Task(ctx, fmt.Sprintf("start CT %d", s.VMID), func(ctx context.Context) (string, error) {
+		upid, err := r.p.api.StartContainer(ctx, s.Node, s.VMID)
+		if err == nil {
+			r.tasks = append(r.tasks, upid)
 		}
-		_, err = r.p.wait(ctx, s.Node, upid)
+		return upid, err
+	}, func(ctx context.Context, upid string) error {
+		_, err := r.p.wait(ctx, s.Node, upid)
 		return err
 	}, func(ctx context.Context, _ error) (bool, error) {
-		st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
-		return err == nil && st.Status == "running", err
+		// A start whose answer was lost may still be booting the CT: give
+		// its task a moment before starting again (a second start of a
+		// booting CT fails as "already running", which this check also
+		// settles).
+		return r.runningSoon(ctx)
 	})
 	return err
 }
 
-// openShell attaches to the pod's console; nil, nil when this PVE's console
-// refuses tokens and no console login is configured (warned, not fatal:
-// net0 still sets the address).
-func (r *createRun) openShell(ctx context.Context, step string) (*shell, func(), error) {
-	sh, done, err := r.p.openShell(ctx, r.spec.Node, r.spec.VMID)
+// runningSoon reports whether the CT is running, or gets there within a
+// start task's usual time.
+func (r *createRun) runningSoon(ctx context.Context) (bool, error) {
+	s := r.spec
+	delay := 50 * time.Millisecond
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
+		if err != nil {
+			return false, err
+		}
+		if st.Status == "running" {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// inConsole attaches to the pod's console and runs fn there, as one
+// operation: a console that fails to attach, or is lost mid-way, is
+// attached again and fn runs again from the start (everything create runs
+// in the pod is safe to repeat). It returns skipped=true, with a warning,
+// when this PVE's console refuses tokens and no console login is
+// configured: net0 still sets the address.
+func (r *createRun) inConsole(ctx context.Context, step string, fn func(ctx context.Context, sh *shell) error) (skipped bool, err error) {
+	s := r.spec
+	err = r.retry().Do(ctx, fmt.Sprintf("%s in the console of CT %d", step, s.VMID), func(ctx context.Context) error {
+		sh, done, err := r.p.attachShell(ctx, s.Node, s.VMID)
+		if err != nil {
+			return err
+		}
+		defer done()
+		return fn(ctx, sh)
+	}, nil)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
 		r.warn(step, fmt.Sprintf("%v: netplan was not pushed and in-container checks were skipped; pass --console-user and --console-password-file to use a console login instead", err))
-		return nil, func() {}, nil
+		return true, nil
 	}
-	return sh, done, err
+	return false, err
 }
 
 // network pushes the netplan file rendered from the same spec as net0, so
@@ -671,33 +919,37 @@ func (r *createRun) network(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.p.opts.ExecTimeout)
-	defer cancel()
-	sh, done, err := r.openShell(ctx, StepNetwork)
-	if err != nil || sh == nil {
-		return err
-	}
-	defer done()
-	if have, err := sh.fileSHA256(ctx, netcfg.NetplanPath); err == nil && have == sha256Hex(content) {
-		r.skip(StepNetwork, netcfg.NetplanPath+" already as wanted")
+	inPlace := false
+	_, err = r.inConsole(ctx, StepNetwork, func(ctx context.Context, sh *shell) error {
+		if have, err := sh.fileSHA256(ctx, netcfg.NetplanPath); err != nil {
+			return err
+		} else if have == sha256Hex(content) {
+			inPlace = true
+			return nil
+		}
+		// Replacing the template's cloud-init leftover (rather than adding
+		// a file beside it) is what keeps the template's address from
+		// winning.
+		if err := sh.writeFile(ctx, netcfg.NetplanPath, content, fmt.Sprintf("%o", netcfg.NetplanMode)); err != nil {
+			return err
+		}
+		for _, cmd := range []string{"netplan generate", "netplan apply"} {
+			out, code, err := sh.run(ctx, cmd)
+			if err != nil {
+				return fmt.Errorf("%s: %w", cmd, err)
+			}
+			if code != 0 {
+				return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
+			}
+		}
 		return nil
+	})
+	if err == nil && inPlace {
+		r.skip(StepNetwork, netcfg.NetplanPath+" already as wanted")
+	} else if err == nil {
+		r.res.Changed = true
 	}
-	r.res.Changed = true
-	// Replacing the template's cloud-init leftover (rather than adding a
-	// file beside it) is what keeps the template's address from winning.
-	if err := sh.writeFile(ctx, netcfg.NetplanPath, content, fmt.Sprintf("%o", netcfg.NetplanMode)); err != nil {
-		return err
-	}
-	for _, cmd := range []string{"netplan generate", "netplan apply"} {
-		out, code, err := sh.run(ctx, cmd)
-		if err != nil {
-			return fmt.Errorf("%s: %w", cmd, err)
-		}
-		if code != 0 {
-			return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
-		}
-	}
-	return nil
+	return err
 }
 
 // verify checks the pod from outside (PVE's view of eth0) and from inside
@@ -726,6 +978,9 @@ func (r *createRun) verify(ctx context.Context) error {
 		}
 		select {
 		case <-vctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			return fmt.Errorf("eth0 of CT %d shows %q, not %s, after %s", s.VMID, last, want, r.p.opts.VerifyTimeout)
 		case <-time.After(delay):
 		}
@@ -733,18 +988,16 @@ func (r *createRun) verify(ctx context.Context) error {
 	}
 	r.res.Checks = append(r.res.Checks, Check{Name: "eth0 address", OK: true, Detail: want})
 
-	ectx, ecancel := context.WithTimeout(ctx, r.p.opts.ExecTimeout)
-	defer ecancel()
-	sh, done, err := r.openShell(ectx, StepVerify)
-	if err != nil || sh == nil {
+	var checks []Check
+	skipped, err := r.inConsole(ctx, StepVerify, func(ctx context.Context, sh *shell) error {
+		var err error
+		checks, err = inPodChecks(ctx, sh, s, r.req.Services)
+		return err
+	})
+	if err != nil || skipped {
 		return err
 	}
-	defer done()
-	checks, err := inPodChecks(ectx, sh, s, r.req.Services)
 	r.res.Checks = append(r.res.Checks, checks...)
-	if err != nil {
-		return err
-	}
 	var failed []string
 	for _, c := range checks {
 		if !c.OK {
@@ -805,21 +1058,21 @@ func (r *createRun) finalize(ctx context.Context) error {
 		return err
 	}
 	m, _ := ParseMarker(cfg.Get("description"))
-	upd := pve.ConfigUpdate{Set: map[string]string{}}
+	want := map[string]string{}
+	var del []string
 	if m.State != "ready" {
 		m.State = "ready"
-		upd.Set["description"] = m.Description()
+		want["description"] = m.Description()
 	}
-	if cfg.Get("cmode") != r.cmode {
-		if r.cmode == "" {
-			upd.Delete = []string{"cmode"}
-		} else {
-			upd.Set["cmode"] = r.cmode
-		}
+	if r.cmode == "" {
+		del = []string{"cmode"}
+	} else {
+		want["cmode"] = r.cmode
 	}
-	if len(upd.Set) > 0 || len(upd.Delete) > 0 {
+	if configChanges(cfg, want, del) != nil {
 		r.res.Changed = true
-		if err := r.p.api.UpdateContainerConfig(ctx, s.Node, s.VMID, upd); err != nil {
+		// Unguarded: the marker and cmode are ours alone to set.
+		if err := r.applyConfig(ctx, fmt.Sprintf("mark CT %d ready", s.VMID), cfg, want, del, false); err != nil {
 			return err
 		}
 	}

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
-// Health states, also the CLI's exit codes 0, 1, 2.
+// Health states; the CLI exits 0 for healthy, 1 for degraded, 2 for down
+// or unknown.
 const (
 	Healthy  = "healthy"
 	Degraded = "degraded"
@@ -21,21 +26,28 @@ const (
 
 // Health is one pod's health report.
 type Health struct {
-	VMID      int      `json:"vmid"`
-	Hostname  string   `json:"hostname,omitempty"`
-	IP        string   `json:"ip,omitempty"`
-	Node      string   `json:"node"`
-	State     string   `json:"state"`
-	PVEStatus string   `json:"pve_status,omitempty"`
-	Uptime    float64  `json:"uptime_s"`
-	CPU       float64  `json:"cpu"`
-	MemUsed   int64    `json:"mem_used"`
-	MemMax    int64    `json:"mem_max"`
-	DiskUsed  int64    `json:"disk_used"`
-	DiskMax   int64    `json:"disk_max"`
-	Lock      string   `json:"lock,omitempty"`
-	Problems  []string `json:"problems,omitempty"`
-	Checks    []Check  `json:"checks,omitempty"`
+	VMID      int     `json:"vmid"`
+	Hostname  string  `json:"hostname,omitempty"`
+	IP        string  `json:"ip,omitempty"`
+	Tenant    string  `json:"tenant,omitempty"`
+	Node      string  `json:"node"`
+	State     string  `json:"state"`
+	PVEStatus string  `json:"pve_status,omitempty"`
+	Uptime    float64 `json:"uptime_s"`
+	// CPU is the share of the CT's cores in use, 0 to 1.
+	CPU      float64 `json:"cpu"`
+	CPUs     int     `json:"cpus,omitempty"`
+	MemUsed  int64   `json:"mem_used"`
+	MemMax   int64   `json:"mem_max"`
+	DiskUsed int64   `json:"disk_used"`
+	DiskMax  int64   `json:"disk_max"`
+	Lock     string  `json:"lock,omitempty"`
+	HA       bool    `json:"ha_managed,omitempty"`
+	// Problems make the pod degraded or down; Warnings do not (deep
+	// checks that could not run, for instance).
+	Problems []string `json:"problems,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+	Checks   []Check  `json:"checks,omitempty"`
 }
 
 func (h *Health) degrade(format string, args ...interface{}) {
@@ -48,8 +60,18 @@ func (h *Health) degrade(format string, args ...interface{}) {
 // usageLimit is the share of memory or disk past which a pod is degraded.
 const usageLimit = 0.9
 
-// Health checks one pod: PVE status, resource use, locks, config drift from
-// its marker and, with deep, the network and services inside it.
+// consoleProbe is how long a console may take to run a first command
+// before it is taken for a login prompt.
+const consoleProbe = 3 * time.Second
+
+// dnsProbeName is resolved inside the pod by --deep: the template's apt
+// source, which every pod needs for its updates.
+const dnsProbeName = "deb.debian.org"
+
+// Health checks one pod: PVE status, resource use against the CT's limits,
+// locks, config drift from its marker and, with deep, the network and
+// services inside it. An error means PVE could not be asked; the report
+// then says unknown.
 func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bool) (Health, error) {
 	h := Health{VMID: vmid, Node: node, State: Unknown}
 	cfg, err := p.api.ContainerConfig(ctx, node, vmid)
@@ -59,25 +81,33 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		return h, nil
 	}
 	if err != nil {
-		h.Problems = []string{err.Error()}
-		return h, err
+		h.Problems = []string{fmt.Sprintf("reading CT %d: %v", vmid, err)}
+		return h, fmt.Errorf("config of CT %d: %w", vmid, err)
 	}
 	h.Hostname, h.IP = cfg.Get("hostname"), configIP(cfg)
+	m, ours := ParseMarker(cfg.Get("description"))
+	ours = ours && m.Owns(vmid)
+	if ours {
+		h.Tenant = m.Tenant
+	}
 	st, err := p.api.ContainerStatus(ctx, node, vmid)
 	if err != nil {
-		h.Problems = []string{err.Error()}
-		return h, err
+		h.Problems = []string{fmt.Sprintf("reading the status of CT %d: %v", vmid, err)}
+		return h, fmt.Errorf("status of CT %d: %w", vmid, err)
 	}
-	h.PVEStatus, h.Uptime, h.CPU = st.Status, st.Uptime.Seconds(), st.CPU
-	h.MemUsed, h.MemMax, h.DiskUsed, h.DiskMax, h.Lock = st.Mem, st.MaxMem, st.Disk, st.MaxDisk, st.Lock
-	if st.Status != "running" {
+	h.PVEStatus, h.Uptime, h.CPU, h.CPUs = st.Status, st.Uptime.Seconds(), st.CPU, st.CPUs
+	h.MemUsed, h.MemMax, h.DiskUsed, h.DiskMax, h.Lock, h.HA = st.Mem, st.MaxMem, st.Disk, st.MaxDisk, st.Lock, st.HA
+	switch st.Status {
+	case "running":
+		h.State = Healthy
+	case "stopped":
 		h.State = Down
-		h.Problems = append(h.Problems, "CT is "+st.Status)
-		return h, nil
+		h.Problems = append(h.Problems, "CT is stopped")
+	default:
+		h.Problems = append(h.Problems, fmt.Sprintf("PVE reports status %q", st.Status))
 	}
-	h.State = Healthy
 	if st.Lock != "" {
-		h.degrade("CT is locked (%s)", st.Lock)
+		h.degrade("CT is locked (%s): %s", st.Lock, lockAdvice(vmid, st.Lock))
 	}
 	if st.MaxMem > 0 && float64(st.Mem) > usageLimit*float64(st.MaxMem) {
 		h.degrade("memory use %s of %s", humanBytes(st.Mem), humanBytes(st.MaxMem))
@@ -85,7 +115,6 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 	if st.MaxDisk > 0 && float64(st.Disk) > usageLimit*float64(st.MaxDisk) {
 		h.degrade("disk use %s of %s", humanBytes(st.Disk), humanBytes(st.MaxDisk))
 	}
-	m, ours := ParseMarker(cfg.Get("description"))
 	if !ours {
 		h.degrade("no cloudpods marker: drift cannot be checked")
 	} else {
@@ -96,56 +125,111 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 			h.degrade("provisioning did not finish (marker state %q)", m.State)
 		}
 	}
-	if !deep {
-		return h, nil
-	}
-	sh, done, err := p.openShell(ctx, node, vmid)
-	if err != nil {
-		h.degrade("console: %v", err)
-		return h, nil
-	}
-	defer done()
-	spec := Spec{Gateway: parseAddr(m.Spec.Gateway)}
-	for _, d := range m.Spec.DNS {
-		spec.DNS = append(spec.DNS, parseAddr(d))
-	}
-	checks, err := inPodChecks(ctx, sh, spec, DefaultServices)
-	h.Checks = checks
-	if err != nil {
-		h.degrade("in-pod checks: %v", err)
-	}
-	for _, c := range checks {
-		if !c.OK {
-			h.degrade("%s failed: %s", c.Name, c.Detail)
-		}
-	}
-	if ok := h.checkResolves(ctx, sh); !ok {
-		h.degrade("DNS resolution failed")
+	if deep && st.Status == "running" {
+		p.deepChecks(ctx, &h, node, vmid, cfg)
 	}
 	return h, nil
 }
 
-func (h *Health) checkResolves(ctx context.Context, sh *shell) bool {
-	out, code, err := sh.run(ctx, "getent hosts deb.debian.org")
-	h.Checks = append(h.Checks, Check{Name: "dns resolution", OK: err == nil && code == 0, Detail: lastLine(out)})
-	return err == nil && code == 0
-}
-
-// drift compares the live config with what the marker says was asked for.
-func drift(m Marker, cfg pve.Config) []string {
-	var out []string
-	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err == nil {
-		if n.IP != m.Spec.Address {
-			out = append(out, fmt.Sprintf("ip %s, want %s", n.IP, m.Spec.Address))
-		}
-		if n.GW != m.Spec.Gateway {
-			out = append(out, fmt.Sprintf("gateway %s, want %s", n.GW, m.Spec.Gateway))
+// deepChecks looks inside a running pod through its console: default
+// route, gateway ping, resolver, DNS resolution and the template's
+// services.
+func (p *Provisioner) deepChecks(ctx context.Context, h *Health, node string, vmid int, cfg pve.Config) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.ExecTimeout)
+	defer cancel()
+	sh, done, err := p.openShell(ctx, node, vmid)
+	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: %v", err))
+		return
+	}
+	if err != nil {
+		h.degrade("console: %v", err)
+		return
+	}
+	defer done()
+	// A console in tty or console mode shows a login prompt, which takes
+	// our commands for a user name. The config PVE returns has pending
+	// changes applied, so cmode there may not be the mode in effect: ask
+	// the console itself.
+	pctx, pcancel := context.WithTimeout(ctx, consoleProbe)
+	_, _, err = sh.run(pctx, "true")
+	pcancel()
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: the console of CT %d gave no shell within %s (configured cmode %s); they need cmode=shell in effect, which a change takes at the next start",
+			vmid, consoleProbe, orDefault(cfg.Get("cmode"), "tty")))
+		return
+	}
+	if err != nil {
+		h.degrade("console: %v", err)
+		return
+	}
+	checks, err := inPodChecks(ctx, sh, podNetwork(cfg), DefaultServices)
+	h.Checks = checks
+	if err == nil {
+		out, code, rerr := sh.run(ctx, "getent hosts "+dnsProbeName)
+		err = rerr
+		if rerr == nil {
+			h.Checks = append(h.Checks, Check{Name: "dns resolution", OK: code == 0, Detail: orDefault(lastLine(out), fmt.Sprintf("%s does not resolve", dnsProbeName))})
 		}
 	}
-	for key, want := range map[string]int{"cores": m.Spec.Cores, "memory": m.Spec.MemoryMB, "swap": m.Spec.SwapMB} {
-		if have := cfg.Get(key); want > 0 && have != strconv.Itoa(want) {
-			out = append(out, fmt.Sprintf("%s %s, want %d", key, have, want))
+	if err != nil {
+		h.degrade("in-pod checks: %v", err)
+	}
+	for _, c := range h.Checks {
+		if !c.OK {
+			h.degrade("%s failed: %s", c.Name, c.Detail)
 		}
+	}
+}
+
+// podNetwork is the gateway and resolvers the CT's config gives it.
+func podNetwork(cfg pve.Config) Spec {
+	var s Spec
+	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err == nil {
+		s.Gateway = parseAddr(n.GW)
+	}
+	for _, ns := range strings.Fields(cfg.Get("nameserver")) {
+		if a, err := netip.ParseAddr(ns); err == nil {
+			s.DNS = append(s.DNS, a)
+		}
+	}
+	return s
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// drift compares the live config with what the marker says was asked for,
+// in a stable order.
+func drift(m Marker, cfg pve.Config) []string {
+	var out []string
+	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err != nil {
+		out = append(out, fmt.Sprintf("net0 %q unreadable: %v", cfg.Get("net0"), err))
+	} else {
+		if n.IP != m.Spec.Address {
+			out = append(out, fmt.Sprintf("ip %s, want %s", orDefault(n.IP, "(none)"), m.Spec.Address))
+		}
+		if n.GW != m.Spec.Gateway {
+			out = append(out, fmt.Sprintf("gateway %s, want %s", orDefault(n.GW, "(none)"), m.Spec.Gateway))
+		}
+	}
+	if have := cfg.Get("hostname"); m.Spec.Hostname != "" && have != m.Spec.Hostname {
+		out = append(out, fmt.Sprintf("hostname %s, want %s", have, m.Spec.Hostname))
+	}
+	for _, f := range []struct {
+		key  string
+		want int
+	}{{"cores", m.Spec.Cores}, {"memory", m.Spec.MemoryMB}, {"swap", m.Spec.SwapMB}} {
+		if have := cfg.Get(f.key); f.want > 0 && have != strconv.Itoa(f.want) {
+			out = append(out, fmt.Sprintf("%s %s, want %d", f.key, orDefault(have, "(unset)"), f.want))
+		}
+	}
+	if !hasTag(cfg.Get("tags"), OwnerTag) {
+		out = append(out, fmt.Sprintf("the %s tag is missing", OwnerTag))
 	}
 	return out
 }
@@ -162,53 +246,109 @@ type Pod struct {
 	Created  time.Time `json:"created"`
 }
 
-// List returns every CloudPod in the cluster (by our tag and marker),
-// filtered by tenant and PVE status when given.
+// readParallel bounds the config reads list and health --all run at once.
+const readParallel = 8
+
+// List returns every CloudPod in the cluster, sorted by VMID, filtered by
+// tenant and PVE status when given. A CloudPod is a container whose
+// description carries our marker for its own VMID; every container's
+// config is read, so a pod whose tag was edited away is still found.
 func (p *Provisioner) List(ctx context.Context, tenant, status string) ([]Pod, error) {
 	guests, err := p.api.Guests(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list guests: %w", err)
 	}
-	var out []Pod
+	var candidates []pve.Guest
 	for _, g := range guests {
-		if g.Type != "lxc" || g.Template || !hasTag(g.Tags, OwnerTag) {
-			continue
+		if g.Type == "lxc" && !g.Template && (status == "" || g.Status == status) {
+			candidates = append(candidates, g)
 		}
-		if status != "" && g.Status != status {
-			continue
-		}
+	}
+	pods := make([]*Pod, len(candidates))
+	err = forEach(ctx, len(candidates), readParallel, func(ctx context.Context, i int) error {
+		g := candidates[i]
 		cfg, err := p.api.ContainerConfig(ctx, g.Node, g.VMID)
 		if errors.Is(err, pve.ErrNotFound) {
-			continue
+			return nil // removed since the listing
 		}
 		if err != nil {
-			return nil, fmt.Errorf("config of CT %d: %w", g.VMID, err)
+			return fmt.Errorf("config of CT %d: %w", g.VMID, err)
 		}
 		m, ok := ParseMarker(cfg.Get("description"))
 		if !ok || !m.Owns(g.VMID) || (tenant != "" && m.Tenant != tenant) {
-			continue
+			return nil
 		}
-		out = append(out, Pod{VMID: g.VMID, Hostname: cfg.Get("hostname"), IP: configIP(cfg), Tenant: m.Tenant,
-			Node: g.Node, Status: g.Status, State: m.State, Created: m.Created})
+		pods[i] = &Pod{VMID: g.VMID, Hostname: cfg.Get("hostname"), IP: configIP(cfg), Tenant: m.Tenant,
+			Node: g.Node, Status: g.Status, State: m.State, Created: m.Created}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	out := []Pod{}
+	for _, pod := range pods {
+		if pod != nil {
+			out = append(out, *pod)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out, nil
 }
 
-// HealthAll checks every CloudPod.
+// HealthAll checks every CloudPod, in VMID order. A pod PVE could not be
+// asked about is reported unknown, not dropped.
 func (p *Provisioner) HealthAll(ctx context.Context, deep bool) ([]Health, error) {
 	pods, err := p.List(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Health, 0, len(pods))
-	for _, pod := range pods {
-		h, err := p.Health(ctx, pod.Node, pod.VMID, deep)
-		if err != nil && h.State == "" {
+	out := make([]Health, len(pods))
+	parallel := readParallel
+	if deep {
+		parallel = 2 // each deep check holds a console session
+	}
+	err = forEach(ctx, len(pods), parallel, func(ctx context.Context, i int) error {
+		h, err := p.Health(ctx, pods[i].Node, pods[i].VMID, deep)
+		if err != nil {
 			h.State = Unknown
 		}
-		out = append(out, h)
+		out[i] = h
+		return nil
+	})
+	return out, err
+}
+
+// forEach runs fn for 0..n-1 with at most parallel at once; the first
+// error cancels the rest and is returned.
+func forEach(ctx context.Context, n, parallel int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for i := 0; i < n; i++ {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(ctx, i); err != nil {
+				once.Do(func() { first = err; cancel() })
+			}
+		}(i)
 	}
-	return out, nil
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
 }
 
 func hasTag(tags, tag string) bool {
@@ -220,21 +360,7 @@ func hasTag(tags, tag string) bool {
 	return false
 }
 
+// splitTags reads PVE's tag list, which accepts ';', ',' and spaces.
 func splitTags(tags string) []string {
-	var out []string
-	cur := []rune{}
-	for _, r := range tags {
-		if r == ';' || r == ',' || r == ' ' {
-			if len(cur) > 0 {
-				out = append(out, string(cur))
-			}
-			cur = cur[:0]
-			continue
-		}
-		cur = append(cur, r)
-	}
-	if len(cur) > 0 {
-		out = append(out, string(cur))
-	}
-	return out
+	return strings.FieldsFunc(tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
 }

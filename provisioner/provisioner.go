@@ -21,9 +21,12 @@ type Options struct {
 	TaskTimeout time.Duration
 	// VerifyTimeout bounds waiting for the pod's address to show up.
 	VerifyTimeout time.Duration
-	// ExecTimeout bounds one command inside the container.
+	// ExecTimeout bounds one command inside the container; a console
+	// silent for longer is treated as lost and attached again.
 	ExecTimeout time.Duration
-	Retry       pve.RetryPolicy
+	// Retry is the operation-level retry policy; its LockWait defaults to
+	// TaskTimeout.
+	Retry pve.RetryPolicy
 	// Wait tunes task polling (intervals); Timeout there is TaskTimeout.
 	Wait pve.WaitOptions
 	// Addresses, when set, records IPs and VMIDs in IPAM (reserve before the
@@ -45,6 +48,7 @@ type Provisioner struct {
 
 	mu         sync.Mutex
 	cloneLocks map[string]chan struct{} // node/template → serializes clones of one source
+	durations  taskDurations
 }
 
 // New wires a Provisioner.
@@ -60,6 +64,11 @@ func New(api pve.API, opts Options) *Provisioner {
 	}
 	if opts.Retry.Attempts == 0 {
 		opts.Retry = pve.DefaultRetryPolicy
+	}
+	if opts.Retry.LockWait == 0 {
+		// A lock is another task's (a clone of the same template by another
+		// process): it lasts as long as a task may.
+		opts.Retry.LockWait = opts.TaskTimeout
 	}
 	if opts.Logger == nil {
 		l := logrus.New()
@@ -101,7 +110,15 @@ func (p *Provisioner) lockClone(ctx context.Context, node string, template int) 
 }
 
 func (p *Provisioner) wait(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
-	return pve.WaitTask(ctx, p.api, node, upid, p.opts.Wait)
+	key := taskKey(node, upid)
+	opts := p.opts.Wait
+	opts.Expect = p.durations.expect(key)
+	start := time.Now()
+	st, err := pve.WaitTask(ctx, p.api, node, upid, opts)
+	if err == nil {
+		p.durations.observe(key, time.Since(start))
+	}
+	return st, err
 }
 
 func (p *Provisioner) randomHex(n int) string {
@@ -123,19 +140,31 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrRefused: a safety rule refused the action (destroy without --force…).
 	ErrRefused = errors.New("refused")
+	// ErrLeftBehind: a failed create left a CT at its VMID (the rollback
+	// failed, --keep-on-failure kept it, or it was there before the run);
+	// the error says how to finish or remove it.
+	ErrLeftBehind = errors.New("left a CT behind")
 )
 
-// StepError is a failure at one step of a flow.
+// StepError is a failure at one step of a flow: the step, the CT, the
+// cause (errors.Is/As reach PVE's typed errors through it), and what the
+// run left behind.
 type StepError struct {
 	Step string
 	VMID int
 	Err  error
-	// RolledBack says what happened to what the run had created.
+	// RolledBack says what happened to what the run had created, and to
+	// its IPAM reservation.
 	RolledBack string
+	// Left: a CT remains at the VMID after the failure.
+	Left bool
 }
 
 func (e *StepError) Error() string {
 	s := fmt.Sprintf("CT %d: step %s failed: %v", e.VMID, e.Step, e.Err)
+	if errors.Is(e.Err, ErrInterrupted) {
+		s = fmt.Sprintf("CT %d: stopped on request before step %s", e.VMID, e.Step)
+	}
 	if e.RolledBack != "" {
 		s += "; " + e.RolledBack
 	}
@@ -143,6 +172,9 @@ func (e *StepError) Error() string {
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
+
+// Is makes a failure that left a CT behind match ErrLeftBehind.
+func (e *StepError) Is(target error) bool { return target == ErrLeftBehind && e.Left }
 
 // problem is an error made of one sentence for the operator, classified by kind.
 type problem struct {

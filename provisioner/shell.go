@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
@@ -21,21 +22,24 @@ import (
 // contains the marker's pieces, never the joined marker) cannot be mistaken
 // for the output.
 type shell struct {
-	term   pve.Terminal
-	out    chan []byte
-	errc   chan error
-	buf    bytes.Buffer
-	nonce  string
-	serial int
-	quit   chan struct{}
+	term pve.Terminal
+	// cmdTimeout bounds one command: a console whose output stops coming
+	// is treated as lost.
+	cmdTimeout time.Duration
+	out        chan []byte
+	errc       chan error
+	buf        bytes.Buffer
+	nonce      string
+	serial     int
+	quit       chan struct{}
 }
 
 // maxLine keeps every line we type under the kernel's canonical-mode limit
 // (4095 bytes), past which a PTY silently drops input.
 const maxLine = 3000
 
-func newShell(term pve.Terminal, nonce string) *shell {
-	s := &shell{term: term, out: make(chan []byte, 64), errc: make(chan error, 1), nonce: nonce, quit: make(chan struct{})}
+func newShell(term pve.Terminal, nonce string, cmdTimeout time.Duration) *shell {
+	s := &shell{term: term, cmdTimeout: cmdTimeout, out: make(chan []byte, 64), errc: make(chan error, 1), nonce: nonce, quit: make(chan struct{})}
 	_ = term.Resize(200, 50)
 	go s.pump()
 	return s
@@ -60,6 +64,15 @@ func (s *shell) pump() {
 	}
 }
 
+// consoleLost is a console that closed, or stopped answering, under a
+// command. It is transient for the retry policy: what the flows run in a
+// pod is safe to repeat on a fresh console.
+type consoleLost struct{ err error }
+
+func (e *consoleLost) Error() string        { return "console lost: " + e.err.Error() }
+func (e *consoleLost) Unwrap() error        { return e.err }
+func (e *consoleLost) Is(target error) bool { return target == pve.ErrTransient }
+
 // run executes cmd (a shell command line we composed; operator input only
 // ever reaches it base64-encoded) and returns its combined output and exit
 // status.
@@ -73,8 +86,10 @@ func (s *shell) run(ctx context.Context, cmd string) (string, int, error) {
 		}
 	}
 	if _, err := s.term.Write([]byte(line)); err != nil {
-		return "", -1, fmt.Errorf("console write: %w", err)
+		return "", -1, &consoleLost{fmt.Errorf("write: %w", err)}
 	}
+	timer := time.NewTimer(s.cmdTimeout)
+	defer timer.Stop()
 	begin := []byte("CPB:" + id)
 	end := regexp.MustCompile(`CPE:` + id + `:(\d+)\r?\n`)
 	for {
@@ -91,17 +106,26 @@ func (s *shell) run(ctx context.Context, cmd string) (string, int, error) {
 		select {
 		case <-ctx.Done():
 			return "", -1, fmt.Errorf("console command: %w", ctx.Err())
+		case <-timer.C:
+			return "", -1, &consoleLost{fmt.Errorf("no answer to %q within %s", firstWord(cmd), s.cmdTimeout)}
 		case chunk, ok := <-s.out:
 			if !ok {
 				err := <-s.errc
 				if err == io.EOF {
 					err = io.ErrUnexpectedEOF
 				}
-				return "", -1, fmt.Errorf("console closed: %w", err)
+				return "", -1, &consoleLost{fmt.Errorf("closed: %w", err)}
 			}
 			s.buf.Write(chunk)
 		}
 	}
+}
+
+func firstWord(cmd string) string {
+	if f := strings.Fields(cmd); len(f) > 0 {
+		return f[0]
+	}
+	return cmd
 }
 
 // cleanOutput drops the line ending of the begin marker and the PTY's CRs.
@@ -170,17 +194,25 @@ var (
 	safeMode = regexp.MustCompile(`^[0-7]{3,4}$`)
 )
 
-// openShell attaches to a container's console, retrying transient refusals.
-func (p *Provisioner) openShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
-	var term pve.Terminal
-	err := p.opts.Retry.Do(ctx, fmt.Sprintf("open console of CT %d", vmid), func(ctx context.Context) error {
-		var err error
-		term, err = p.api.OpenTerminal(ctx, node, vmid)
-		return err
-	}, nil)
+// attachShell attaches to a container's console, once.
+func (p *Provisioner) attachShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
+	term, err := p.api.OpenTerminal(ctx, node, vmid)
 	if err != nil {
 		return nil, nil, err
 	}
-	sh := newShell(term, p.randomHex(6))
+	sh := newShell(term, p.randomHex(6), p.opts.ExecTimeout)
 	return sh, func() { close(sh.quit); term.Close() }, nil
+}
+
+// openShell attaches to a container's console, retrying transient
+// refusals (attaching has no lasting effect in PVE).
+func (p *Provisioner) openShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
+	var sh *shell
+	var done func()
+	err := p.opts.Retry.Do(ctx, fmt.Sprintf("open console of CT %d", vmid), func(ctx context.Context) error {
+		var err error
+		sh, done, err = p.attachShell(ctx, node, vmid)
+		return err
+	}, nil)
+	return sh, done, err
 }

@@ -8,19 +8,37 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
-// Exit codes, documented in README ("Exit codes").
+// Exit codes, documented in README ("Exit codes") and docs/retry-policy.md.
 const (
 	exitOK          = 0
-	exitFailed      = 1 // a step failed; what the run created was rolled back
-	exitUsage       = 2 // bad flags or arguments; nothing was contacted
-	exitPreflight   = 3 // PVE's state refuses the request; nothing was created
-	exitConflict    = 4 // VMID, IP or hostname taken, or a different spec on the VMID
-	exitAuth        = 5 // token rejected or missing privilege
-	exitTimeout     = 6 // a task or wait ran out of time
-	exitUnreachable = 7 // PVE did not answer; the outcome may be unknown
-	exitRefused     = 8 // a safety rule refused (destroy without --force, not ours…)
+	exitFailed      = 1  // a step failed; what the run created was rolled back
+	exitUsage       = 2  // bad flags or arguments; nothing was contacted
+	exitPreflight   = 3  // PVE's state refuses the request; nothing was created
+	exitConflict    = 4  // VMID, IP or hostname taken, or a different spec on the VMID
+	exitAuth        = 5  // token rejected or missing privilege
+	exitTimeout     = 6  // a task or wait ran out of time; what the run created was rolled back
+	exitUnreachable = 7  // PVE did not answer; the outcome may be unknown
+	exitRefused     = 8  // a safety rule refused (destroy without --force, not ours…)
+	exitBusy        = 9  // a PVE lock stayed held past the wait; nothing was created
+	exitLeftBehind  = 10 // a failure left a CT behind; the message says how to finish or remove it
 	exitInterrupted = 130
 )
+
+// exitSentences say, in one sentence each, what an exit code means for the
+// operator: what state the run left and what to do next.
+var exitSentences = map[int]string{
+	exitFailed:      "A step failed and everything this run created was rolled back; fix the cause and run the same command again.",
+	exitUsage:       "The command line is wrong; nothing was contacted or changed.",
+	exitPreflight:   "PVE's state does not allow this request; nothing was created.",
+	exitConflict:    "The VMID, IP or hostname is taken, or the VMID holds a pod with a different spec; nothing was changed.",
+	exitAuth:        "PVE refused the API token or it lacks a privilege; nothing was changed.",
+	exitTimeout:     "A PVE task or wait ran out of time; what this run created was rolled back (see --task-timeout and --http-timeout).",
+	exitUnreachable: "PVE did not answer, so whether the last action happened is unknown; run the same command again to converge.",
+	exitRefused:     "A safety rule refused the action; nothing was changed.",
+	exitBusy:        "A PVE lock (a backup, clone or migration) stayed held past the wait; what this run created was rolled back, run the command again later.",
+	exitLeftBehind:  "The run failed and left a CT behind; run the same command again to finish it, or destroy it as the message says.",
+	exitInterrupted: "Stopped on request; run the same command again to finish, as the message says.",
+}
 
 func exitCode(err error) int {
 	switch {
@@ -30,6 +48,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, provisioner.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted
+	case errors.Is(err, provisioner.ErrLeftBehind):
+		return exitLeftBehind
 	case errors.Is(err, provisioner.ErrConflict):
 		return exitConflict
 	case errors.Is(err, provisioner.ErrRefused):
@@ -40,6 +60,8 @@ func exitCode(err error) int {
 		return exitPreflight
 	case errors.Is(err, pve.ErrWaitTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout
+	case errors.Is(err, pve.ErrLocked):
+		return exitBusy
 	case errors.Is(err, pve.ErrMaybeApplied):
 		return exitUnreachable
 	}

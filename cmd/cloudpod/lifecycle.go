@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -41,7 +42,15 @@ func newDestroyCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "destroy VMID",
 		Short: "Destroy a CloudPod safely (needs --force; refuses guests cloudpods did not create)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Destroy a CloudPod: shut it down (stop after --shutdown-timeout), wait for PVE's locks, delete it with
+its volumes (purge, destroy-unreferenced-disks) and release its address in IPAM.
+
+Refused: without --force; on a terminal until you type the hostname (--yes skips the question, and is
+needed when not on a terminal); a guest without the cloudpods ownership marker (--ignore-ownership);
+the golden template and any VMID under 100; a guest with protection mode on. Backups are kept.`,
+		Example: `  cloudpod destroy 9101 --force
+  cloudpod destroy 9101 --force --yes --backup-first --if-exists`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vmid, err := vmidArg(args[0])
 			if err != nil {
@@ -52,52 +61,128 @@ func newDestroyCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			req.VMID, req.Requester, req.Reporter = vmid, g.requester, newProgress(g)
-			return runDestroy(cmd.Context(), g, prov, req, yes)
+			if req.Force && !yes {
+				req.Confirm = g.confirmDestroy
+			}
+			return runDestroy(cmd.Context(), g, prov, req)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Node, "node", "pve", "PVE node")
-	f.BoolVar(&req.Force, "force", false, "really destroy (asks for confirmation on a terminal unless --yes)")
-	f.BoolVar(&yes, "yes", false, "do not ask for confirmation")
-	f.BoolVar(&req.IgnoreOwnership, "ignore-ownership", false, "destroy even a guest without the cloudpods marker")
+	f.StringVar(&req.Node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.BoolVar(&req.Force, "force", false, "really destroy (asks for the hostname on a terminal unless --yes)")
+	f.BoolVar(&yes, "yes", false, "do not ask for confirmation (scripts)")
+	f.BoolVar(&req.IgnoreOwnership, "ignore-ownership", false, "destroy even a guest without the cloudpods ownership marker")
 	f.BoolVar(&req.IfExists, "if-exists", false, "succeed when the guest is already gone")
 	f.BoolVar(&req.BackupFirst, "backup-first", false, "take a vzdump before destroying")
 	f.StringVar(&req.BackupStorage, "backup-storage", provisioner.DefaultBackupStorage, "storage for --backup-first")
-	f.DurationVar(&req.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "clean shutdown time before a hard stop")
+	f.DurationVar(&req.ShutdownTimeout, "shutdown-timeout", 60*time.Second, "clean shutdown time before PVE stops the pod hard")
+	f.DurationVar(&req.LockWait, "lock-timeout", 2*time.Minute, "how long to wait for another PVE task's lock on the pod")
 	return cmd
 }
 
-func runDestroy(ctx context.Context, g *globalOptions, prov *provisioner.Provisioner, req provisioner.DestroyRequest, yes bool) error {
-	if req.Force && !yes {
-		if !isTerminal(g.stdout) || g.output == "json" {
-			return fmt.Errorf("%w: destroy with --force needs --yes when not run interactively", errUsage)
-		}
-		info, _, err := prov.Inspect(ctx, req.Node, req.VMID)
-		if err == nil {
-			fmt.Fprintf(g.stdout, "Destroy CT %d %s (%s) on %s? %d backup(s) kept, %d snapshot(s) deleted. Type the hostname to confirm: ",
-				info.VMID, info.Hostname, info.IP, info.Node, len(info.Backups), len(info.Snapshots))
-			answer, _ := bufio.NewReader(g.stdin).ReadString('\n')
-			if strings.TrimSpace(answer) != info.Hostname {
-				return fmt.Errorf("%w: confirmation did not match %q; nothing was destroyed", provisioner.ErrRefused, info.Hostname)
-			}
-		}
+// confirmDestroy asks the operator at the terminal to type the hostname of
+// the pod about to go; without a terminal nobody can answer, so it refuses.
+func (g *globalOptions) confirmDestroy(ctx context.Context, pod provisioner.DestroyResult) error {
+	if !readsTerminal(g.stdin) {
+		return fmt.Errorf("%w: not on a terminal, so nobody can confirm destroying CT %d (%s, %s): pass --yes as well", provisioner.ErrRefused, pod.VMID, pod.Hostname, orNoAddress(pod.IP))
 	}
+	want := pod.Hostname
+	if want == "" {
+		want = strconv.Itoa(pod.VMID)
+	}
+	fmt.Fprintf(g.stderr, "Destroy CT %d %s (%s) on node %s?\n", pod.VMID, pod.Hostname, podFacts(pod), pod.Node)
+	if len(pod.Backups) > 0 {
+		fmt.Fprintf(g.stderr, "  backups, kept: %s\n", strings.Join(pod.Backups, ", "))
+	}
+	if len(pod.Snapshots) > 0 {
+		fmt.Fprintf(g.stderr, "  snapshots, deleted with it: %s\n", strings.Join(pod.Snapshots, ", "))
+	}
+	fmt.Fprintf(g.stderr, "Type %q to confirm: ", want)
+	answer, err := readLine(ctx, g.stdin)
+	if err != nil {
+		return fmt.Errorf("%w: no confirmation (%v); nothing was destroyed", provisioner.ErrRefused, err)
+	}
+	if strings.TrimSpace(answer) != want {
+		return fmt.Errorf("%w: %q does not match %q; nothing was destroyed", provisioner.ErrRefused, strings.TrimSpace(answer), want)
+	}
+	return nil
+}
+
+// readsTerminal reports whether r is a terminal (an *os.File, which is
+// also the writer isTerminal checks).
+func readsTerminal(r io.Reader) bool {
+	w, ok := r.(io.Writer)
+	return ok && isTerminal(w)
+}
+
+// readLine reads one line, giving up when ctx ends (an interrupt).
+func readLine(ctx context.Context, r io.Reader) (string, error) {
+	type line struct {
+		s   string
+		err error
+	}
+	ch := make(chan line, 1)
+	go func() {
+		s, err := bufio.NewReader(r).ReadString('\n')
+		if err == io.EOF && s != "" {
+			err = nil
+		}
+		ch <- line{s, err}
+	}()
+	select {
+	case l := <-ch:
+		return l.s, l.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+func podFacts(pod provisioner.DestroyResult) string {
+	facts := []string{orNoAddress(pod.IP)}
+	if pod.Tenant != "" {
+		facts = append(facts, "tenant "+pod.Tenant)
+	}
+	if pod.Status != "" {
+		facts = append(facts, pod.Status)
+	}
+	if pod.Lock != "" {
+		facts = append(facts, "locked ("+pod.Lock+")")
+	}
+	if pod.HA {
+		facts = append(facts, "HA-managed")
+	}
+	return strings.Join(facts, ", ")
+}
+
+func orNoAddress(ip string) string {
+	if ip == "" {
+		return "no address"
+	}
+	return ip
+}
+
+func runDestroy(ctx context.Context, g *globalOptions, prov *provisioner.Provisioner, req provisioner.DestroyRequest) error {
 	res, err := prov.Destroy(ctx, req)
 	if g.output == "json" {
 		writeJSON(g.stdout, resultLine(res, err))
 		return err
 	}
-	if err == nil {
-		if !res.Existed {
-			fmt.Fprintf(g.stdout, "CT %d does not exist: nothing to do\n", req.VMID)
-		} else {
-			fmt.Fprintf(g.stdout, "CT %d %s (%s) destroyed\n", res.VMID, res.Hostname, res.IP)
-		}
-		for _, w := range res.Warnings {
-			fmt.Fprintf(g.stdout, "warning: %s\n", w)
-		}
+	if err != nil {
+		return err
 	}
-	return err
+	if !res.Existed {
+		fmt.Fprintf(g.stdout, "CT %d does not exist on node %s: nothing to destroy\n", req.VMID, req.Node)
+		return nil
+	}
+	line := fmt.Sprintf("CT %d %s (%s) destroyed", res.VMID, res.Hostname, orNoAddress(res.IP))
+	if res.Released != "" {
+		line += "; " + res.Released + " released in IPAM"
+	}
+	if res.BackupID != "" {
+		line += "; backup " + res.BackupID
+	}
+	fmt.Fprintln(g.stdout, line)
+	return nil
 }
 
 // resultLine is the final JSON object of a command.
@@ -116,7 +201,13 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backup VMID | backup --list [VMID]",
 		Short: "vzdump a CloudPod to a backup storage, notes tagged with hostname, tenant and vmid",
-		Args:  cobra.RangeArgs(0, 1),
+		Long: `Back up a CloudPod with vzdump: snapshot mode (vzdump falls back to suspend where a volume cannot
+snapshot), zstd, notes naming hostname, vmid and tenant. The storage's own retention (prune) applies.
+--list shows the archives on every backup storage, newest first, with their notes.`,
+		Example: `  cloudpod backup 9101
+  cloudpod backup 9101 --storage t7-backup
+  cloudpod backup --list 9101`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
 				vmid, err := vmidArg(args[0])
@@ -132,29 +223,44 @@ func newBackupCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if list {
-				return runBackupList(cmd.Context(), g, prov, req.Node, req.VMID)
+				only := ""
+				if cmd.Flags().Changed("storage") {
+					only = req.Storage
+				}
+				return runBackupList(cmd.Context(), g, prov, req.Node, req.VMID, only)
 			}
 			req.Requester, req.Reporter = g.requester, newProgress(g)
 			b, err := prov.Backup(cmd.Context(), req)
 			if g.output == "json" {
 				writeJSON(g.stdout, resultLine(b, err))
 			} else if err == nil {
-				fmt.Fprintf(g.stdout, "backup of CT %d: %s (%s) on %s\n", b.VMID, b.VolID, humanSize(b.Size), b.Storage)
+				line := fmt.Sprintf("backup of CT %d: %s (%s", b.VMID, b.VolID, humanSize(b.Size))
+				if b.Mode != "" {
+					line += ", mode " + b.Mode
+				}
+				fmt.Fprintf(g.stdout, "%s) on %s\n", line, b.Storage)
 			}
 			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Node, "node", "pve", "PVE node")
-	f.StringVar(&req.Storage, "storage", provisioner.DefaultBackupStorage, "backup storage (vzdump-backups or t7-backup)")
+	f.StringVar(&req.Node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.StringVar(&req.Storage, "storage", provisioner.DefaultBackupStorage, "backup storage (vzdump-backups or t7-backup); with --list, only this one")
+	f.DurationVar(&req.LockWait, "lock-timeout", 2*time.Minute, "how long to wait for another PVE task's lock on the pod")
 	f.BoolVar(&list, "list", false, "list backups (of VMID, or all) with their notes")
 	return cmd
 }
 
-func runBackupList(ctx context.Context, g *globalOptions, prov *provisioner.Provisioner, node string, vmid int) error {
-	backups, err := prov.Backups(ctx, node, vmid)
+func runBackupList(ctx context.Context, g *globalOptions, prov *provisioner.Provisioner, node string, vmid int, storage string) error {
+	all, err := prov.Backups(ctx, node, vmid)
 	if err != nil {
 		return err
+	}
+	backups := all[:0:0]
+	for _, b := range all {
+		if storage == "" || b.Storage == storage {
+			backups = append(backups, b)
+		}
 	}
 	if g.output == "json" {
 		for _, b := range backups {
@@ -163,9 +269,9 @@ func runBackupList(ctx context.Context, g *globalOptions, prov *provisioner.Prov
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VMID\tCREATED\tSIZE\tVOLID\tNOTES")
+	fmt.Fprintln(tw, "VMID\tCREATED\tSIZE\tSTORAGE\tVOLID\tNOTES")
 	for _, b := range backups {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", b.VMID, b.Created.UTC().Format(time.RFC3339), humanSize(b.Size), b.VolID, b.Notes)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", b.VMID, b.Created.UTC().Format(time.RFC3339), humanSize(b.Size), b.Storage, b.VolID, b.Notes)
 	}
 	return tw.Flush()
 }
@@ -180,11 +286,22 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%d KiB", n>>10)
 }
 
-// healthError carries health's exit code (1 degraded, 2 down/unknown)
+// healthError carries health's exit code (1 degraded, 2 down or unknown)
 // without an error message: the report is the message.
 type healthError struct{ code int }
 
 func (e *healthError) Error() string { return "" }
+
+// healthCode is a state's exit code.
+func healthCode(state string) int {
+	switch state {
+	case provisioner.Healthy:
+		return 0
+	case provisioner.Degraded:
+		return 1
+	}
+	return 2
+}
 
 func newHealthCommand(g *globalOptions) *cobra.Command {
 	var node string
@@ -192,10 +309,21 @@ func newHealthCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "health VMID | health --all",
 		Short: "Check CloudPods: exit 0 healthy, 1 degraded, 2 down or unknown",
-		Args:  cobra.RangeArgs(0, 1),
+		Long: `Check CloudPods: PVE status, uptime, CPU/memory/disk use against the limits, locks, and drift of the
+config (IP, gateway, hostname, cores, memory, swap, tag) from the spec in the ownership marker. --deep also
+looks inside over the console: default route, gateway ping, resolver, DNS resolution, the template's services.
+One line per pod (JSON with -o json); the exit code is the worst pod's: 0 healthy, 1 degraded, 2 down or unknown.`,
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (len(args) == 1) == all {
 				return fmt.Errorf("%w: give one VMID or --all", errUsage)
+			}
+			var vmid int
+			if !all {
+				var err error
+				if vmid, err = vmidArg(args[0]); err != nil {
+					return err
+				}
 			}
 			prov, err := g.connect(cmd)
 			if err != nil {
@@ -203,31 +331,24 @@ func newHealthCommand(g *globalOptions) *cobra.Command {
 			}
 			var reports []provisioner.Health
 			if all {
-				reports, err = prov.HealthAll(cmd.Context(), deep)
-			} else {
-				vmid, verr := vmidArg(args[0])
-				if verr != nil {
-					return verr
+				if reports, err = prov.HealthAll(cmd.Context(), deep); err != nil {
+					return err
 				}
-				var h provisioner.Health
-				h, err = prov.Health(cmd.Context(), node, vmid, deep)
+				if len(reports) == 0 && g.output != "json" {
+					fmt.Fprintln(g.stdout, "no CloudPods in the cluster")
+				}
+			} else {
+				h, _ := prov.Health(cmd.Context(), node, vmid, deep) // an error is an unknown report
 				reports = []provisioner.Health{h}
-			}
-			if err != nil && len(reports) == 0 {
-				return err
 			}
 			worst := 0
 			for _, h := range reports {
 				if g.output == "json" {
 					writeJSON(g.stdout, h)
 				} else {
-					line := fmt.Sprintf("CT %d %s %s: %s", h.VMID, h.Hostname, h.IP, h.State)
-					if len(h.Problems) > 0 {
-						line += " — " + strings.Join(h.Problems, "; ")
-					}
-					fmt.Fprintln(g.stdout, line)
+					fmt.Fprintln(g.stdout, healthLine(h))
 				}
-				worst = max(worst, map[string]int{provisioner.Healthy: 0, provisioner.Degraded: 1}[h.State]+boolInt(h.State == provisioner.Down || h.State == provisioner.Unknown)*2)
+				worst = max(worst, healthCode(h.State))
 			}
 			if worst > 0 {
 				return &healthError{code: worst}
@@ -236,17 +357,44 @@ func newHealthCommand(g *globalOptions) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&node, "node", "pve", "PVE node")
-	f.BoolVar(&all, "all", false, "check every CloudPod")
+	f.StringVar(&node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.BoolVar(&all, "all", false, "check every CloudPod in the cluster")
 	f.BoolVar(&deep, "deep", false, "also check inside the pod: gateway ping, DNS, services")
 	return cmd
 }
 
-func boolInt(b bool) int {
-	if b {
-		return 1
+// healthLine is one pod's report on one line: state, usage against limits,
+// then what is wrong.
+func healthLine(h provisioner.Health) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CT %d", h.VMID)
+	if h.Hostname != "" {
+		fmt.Fprintf(&b, " %s", h.Hostname)
 	}
-	return 0
+	if h.IP != "" {
+		fmt.Fprintf(&b, " (%s)", h.IP)
+	}
+	fmt.Fprintf(&b, " %s", h.State)
+	if h.PVEStatus == "running" {
+		fmt.Fprintf(&b, ": up %s, cpu %.0f%% of %d, mem %s/%s, disk %s/%s", (time.Duration(h.Uptime) * time.Second).String(),
+			h.CPU*100, h.CPUs, humanSize(h.MemUsed), humanSize(h.MemMax), humanSize(h.DiskUsed), humanSize(h.DiskMax))
+	}
+	if len(h.Checks) > 0 {
+		ok := 0
+		for _, c := range h.Checks {
+			if c.OK {
+				ok++
+			}
+		}
+		fmt.Fprintf(&b, ", %d/%d checks inside", ok, len(h.Checks))
+	}
+	if len(h.Problems) > 0 {
+		fmt.Fprintf(&b, " — %s", strings.Join(h.Problems, "; "))
+	}
+	if len(h.Warnings) > 0 {
+		fmt.Fprintf(&b, " (note: %s)", strings.Join(h.Warnings, "; "))
+	}
+	return b.String()
 }
 
 func newListCommand(g *globalOptions) *cobra.Command {
@@ -254,8 +402,14 @@ func newListCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List every CloudPod in the cluster",
+		Long:  "List every CloudPod in the cluster (containers carrying the cloudpods ownership marker), by VMID.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch status {
+			case "", "running", "stopped", "unknown":
+			default:
+				return fmt.Errorf("%w: --status %q: use running, stopped or unknown", errUsage, status)
+			}
 			prov, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -273,7 +427,7 @@ func newListCommand(g *globalOptions) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "VMID\tHOSTNAME\tIP\tTENANT\tNODE\tSTATUS\tCREATED")
 			for _, p := range pods {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, p.IP, p.Tenant, p.Node, p.Status, p.Created.Format(time.RFC3339))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
 			}
 			return tw.Flush()
 		},
@@ -281,4 +435,11 @@ func newListCommand(g *globalOptions) *cobra.Command {
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's pods")
 	cmd.Flags().StringVar(&status, "status", "", "only pods in this PVE status (running, stopped)")
 	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -20,12 +20,15 @@ var (
 	ErrLocked = errors.New("locked")
 	// ErrAlreadyExists: the VMID is taken.
 	ErrAlreadyExists = errors.New("already exists")
+	// ErrAlreadyRunning: a start found the guest running.
+	ErrAlreadyRunning = errors.New("already running")
 	// ErrInvalidParameter: PVE rejected a parameter (400).
 	ErrInvalidParameter = errors.New("invalid parameter")
 	// ErrMaybeApplied: the proxy lost the backend's answer (595/596, or
 	// the connection dropped); the action may or may not have happened.
 	ErrMaybeApplied = errors.New("outcome unknown")
-	// ErrTransient: PVE says try again (no worker, cfs lock, 5xx from a proxy).
+	// ErrTransient: PVE says try again (a lock, no worker, cfs lock, 429 or
+	// 502/503/504 from a proxy, an answer lost in transport).
 	ErrTransient = errors.New("transient")
 	// ErrConsoleRefusesTokens: this PVE's termproxy checks console tickets
 	// through an endpoint that rejects API-token users (PVE before the
@@ -85,21 +88,117 @@ func (e *APIError) Is(target error) bool {
 			(e.Status == 400 && e.Errors["upid"] == "no such task")
 	case ErrAlreadyExists:
 		return strings.Contains(msg, "already exists") || strings.Contains(e.Errors["vmid"], "already exists")
+	case ErrAlreadyRunning:
+		return e.Status == 500 && strings.Contains(msg, "already running")
 	case ErrLocked:
 		return e.Status == 500 && isLockMessage(msg)
 	case ErrTransient:
-		return e.Status == 429 || e.Status == 502 || e.Status == 503 || e.Status == 504 ||
-			(e.Status == 500 && (isLockMessage(msg) || strings.Contains(msg, "got no worker upid") ||
-				strings.Contains(msg, "cfs-lock") || strings.Contains(msg, "got timeout")))
+		return transientStatus(e.Status) || (e.Status == 500 && isTransientMessage(msg))
 	}
 	return false
 }
 
+// Object names what the failed request was about, from its path: "CT
+// 9101", "task UPID:…", "node pve"; "" when the path names nothing.
+func (e *APIError) Object() string {
+	parts := strings.Split(strings.Trim(e.Path, "/"), "/")
+	for i := len(parts) - 2; i >= 0; i-- {
+		switch parts[i] {
+		case "lxc":
+			return "CT " + parts[i+1]
+		case "qemu":
+			return "VM " + parts[i+1]
+		case "tasks":
+			return "task " + parts[i+1]
+		case "storage":
+			return "storage " + parts[i+1]
+		}
+	}
+	if len(parts) >= 2 && parts[0] == "nodes" {
+		return "node " + parts[1]
+	}
+	return ""
+}
+
+// transientStatus: what a proxy in front of PVE answers when it is
+// overloaded or restarting (pveproxy reloads, a load balancer).
+func transientStatus(status int) bool {
+	return status == 429 || status == 502 || status == 503 || status == 504
+}
+
 // isLockMessage recognises PVE's lock refusals: "CT is locked (disk)",
-// "VM is locked (backup)", "can't lock file '…' - got timeout".
+// "VM is locked (backup)", "can't lock file '…' - got timeout", and the
+// cluster filesystem's "cfs-lock 'storage-…' error: got lock request
+// timeout".
 func isLockMessage(msg string) bool {
 	return strings.Contains(msg, " is locked (") || strings.Contains(msg, "can't lock file") ||
 		strings.Contains(msg, "cfs-lock")
+}
+
+// isTransientMessage: the 500s whose text says "try again": a lock held by
+// another task (it ends), and a worker that could not be forked.
+func isTransientMessage(msg string) bool {
+	return isLockMessage(msg) || strings.Contains(msg, "got no worker upid")
+}
+
+// TransportError is a request whose answer never arrived (connection
+// refused or dropped, timeout). For anything but a read PVE may have acted,
+// so it matches ErrMaybeApplied as well as ErrTransient.
+type TransportError struct {
+	Method string
+	Path   string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("%s %s: no answer from PVE: %v", e.Method, e.Path, e.Err)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+func (e *TransportError) Is(target error) bool {
+	return target == ErrMaybeApplied || target == ErrTransient
+}
+
+// Idempotent reports whether a request of this method may be repeated
+// blindly. Only those are retried by the transport; everything else is
+// retried per operation, with an already-done check (RetryPolicy.Do).
+func Idempotent(method string) bool {
+	return method == "GET" || method == "HEAD" || method == "OPTIONS"
+}
+
+// ConsoleError is a console that could not be attached: termproxy, its
+// websocket or the ticket handshake failed. Attaching has no lasting effect
+// in PVE (an unused termproxy exits after 10 s), so the whole attach may be
+// repeated when the cause is transient, though the websocket is a GET.
+type ConsoleError struct {
+	VMID int
+	// Stage is "termproxy", "websocket" or "handshake".
+	Stage string
+	Err   error
+}
+
+func (e *ConsoleError) Error() string {
+	return fmt.Sprintf("console of CT %d: %s: %v", e.VMID, e.Stage, e.Err)
+}
+
+func (e *ConsoleError) Unwrap() error { return e.Err }
+
+// failedRead reports whether err is the failure of an idempotent request:
+// the transport has retried it already, so an operation must not again.
+// A console attach is judged as a whole (see ConsoleError).
+func failedRead(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch t := e.(type) {
+		case *ConsoleError:
+			return false
+		case *APIError:
+			return Idempotent(t.Method)
+		case *TransportError:
+			return Idempotent(t.Method)
+		}
+	}
+	return false
 }
 
 // TaskError is a worker task that ended in error.
@@ -125,8 +224,12 @@ func (e *TaskError) Is(target error) bool {
 	switch target {
 	case ErrTaskFailed:
 		return true
-	case ErrLocked, ErrTransient:
+	case ErrLocked:
 		return isLockMessage(strings.ToLower(e.ExitStatus))
+	case ErrTransient:
+		return isTransientMessage(strings.ToLower(e.ExitStatus))
+	case ErrAlreadyRunning:
+		return strings.Contains(strings.ToLower(e.ExitStatus), "already running")
 	}
 	return false
 }

@@ -126,3 +126,56 @@ func TestPermissionsInherit(t *testing.T) {
 		}
 	}
 }
+
+func TestTransientMessages(t *testing.T) {
+	tests := []struct {
+		msg       string
+		transient bool
+	}{
+		{"CT is locked (disk)", true},
+		{"VM is locked (backup)", true},
+		{"can't lock file '/run/lock/lxc/pve-config-9101.lock' - got timeout", true},
+		{"cfs-lock 'file-user_cfg' error: got lock request timeout", true},
+		{"got no worker upid - start worker failed", true},
+		{"CT 9101 already running", false},
+		{"command 'lxc-start -n 9101' failed: got timeout", false},
+		{"unable to create CT 9101 - no space left on device", false},
+	}
+	for _, tt := range tests {
+		api := &APIError{Method: "POST", Status: 500, Message: tt.msg}
+		task := &TaskError{Type: "vzstart", ExitStatus: tt.msg}
+		if errors.Is(api, ErrTransient) != tt.transient || errors.Is(task, ErrTransient) != tt.transient {
+			t.Errorf("%q: transient = %v/%v, want %v", tt.msg, errors.Is(api, ErrTransient), errors.Is(task, ErrTransient), tt.transient)
+		}
+	}
+	running := &APIError{Status: 500, Message: "CT 9101 already running"}
+	if !errors.Is(running, ErrAlreadyRunning) || !errors.Is(&TaskError{ExitStatus: "CT 9101 already running"}, ErrAlreadyRunning) {
+		t.Error("a start of a running CT must read as already running")
+	}
+}
+
+func TestAPIErrorObject(t *testing.T) {
+	for path, want := range map[string]string{
+		"/nodes/pve/lxc/9101/status/start":                       "CT 9101",
+		"/nodes/pve/qemu/120/config":                             "VM 120",
+		"/nodes/pve/tasks/UPID:pve:1:2:3:vzclone:9000:u:/status": "task UPID:pve:1:2:3:vzclone:9000:u:",
+		"/nodes/pve/storage/local/content":                       "storage local",
+		"/nodes/pve/network":                                     "node pve",
+		"/access/permissions":                                    "",
+	} {
+		if got := (&APIError{Path: path}).Object(); got != want {
+			t.Errorf("Object(%s) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestTransportErrorMayHaveHappened(t *testing.T) {
+	err := fmt.Errorf("clone: %w", &TransportError{Method: "POST", Path: "/nodes/pve/lxc/9000/clone", Err: errors.New("EOF")})
+	if !errors.Is(err, ErrMaybeApplied) || !errors.Is(err, ErrTransient) {
+		t.Error("a lost answer must be both maybe-applied and transient")
+	}
+	var te *TransportError
+	if !errors.As(err, &te) || te.Method != "POST" {
+		t.Error("errors.As must recover the request")
+	}
+}

@@ -147,7 +147,7 @@ func unwrapURLError(err error) error {
 	if errors.As(err, &apiErr) {
 		return apiErr
 	}
-	var te *TransportError
+	var te *pve.TransportError
 	if errors.As(err, &te) {
 		return te
 	}

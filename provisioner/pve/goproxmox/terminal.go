@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,13 +21,13 @@ import (
 
 // OpenTerminal opens the container console: POST termproxy, then the
 // vncwebsocket with the ticket, then termproxy's "user:ticket\n" → "OK"
-// handshake. What follows is the raw PTY.
+// handshake. What follows is the raw PTY. Failures are *pve.ConsoleError.
 func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.Terminal, error) {
 	px := c.px
 	header := http.Header{}
 	if c.console != nil {
 		if err := c.console.CreateSession(ctx); err != nil {
-			return nil, fmt.Errorf("console login as %s: %w", c.opts.Console.User, unwrapURLError(err))
+			return nil, &pve.ConsoleError{VMID: vmid, Stage: "login", Err: fmt.Errorf("as %s: %w", c.opts.Console.User, unwrapURLError(err))}
 		}
 		px = c.console
 		header.Set("Cookie", "PVEAuthCookie="+c.console.Session().Ticket)
@@ -36,7 +37,7 @@ func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.T
 	var term proxmox.Term
 	path := guestPath(node, "lxc", vmid, "/termproxy")
 	if err := unwrapURLError(px.Post(ctx, path, nil, &term)); err != nil {
-		return nil, err
+		return nil, &pve.ConsoleError{VMID: vmid, Stage: "termproxy", Err: err}
 	}
 	port := strconv.Itoa(int(term.Port))
 
@@ -46,26 +47,41 @@ func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.T
 	ws.RawQuery = url.Values{"port": {port}, "vncticket": {term.Ticket}}.Encode()
 	dialer := websocket.Dialer{
 		TLSClientConfig:  c.tls,
-		HandshakeTimeout: 10 * time.Second, // termproxy waits 10 s for us
+		HandshakeTimeout: c.consoleTimeout(),
 		Subprotocols:     []string{"binary"},
 		Proxy:            nil,
 	}
+	wsPath := guestPath(node, "lxc", vmid, "/vncwebsocket")
 	conn, resp, err := dialer.DialContext(ctx, ws.String(), header)
 	if err != nil {
-		if resp != nil {
-			return nil, &pve.APIError{Method: "GET", Path: guestPath(node, "lxc", vmid, "/vncwebsocket"), Status: resp.StatusCode, Message: reason(resp)}
+		if ctx.Err() != nil {
+			return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: ctx.Err()}
 		}
-		return nil, &TransportError{Method: "GET", Path: guestPath(node, "lxc", vmid, "/vncwebsocket"), Err: err}
+		if resp != nil {
+			return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: &pve.APIError{Method: "GET", Path: wsPath, Status: resp.StatusCode, Message: reason(resp)}}
+		}
+		return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: &pve.TransportError{Method: "GET", Path: wsPath, Err: err}}
 	}
 	t := &terminal{conn: conn}
-	if err := t.handshake(ctx, term.User, term.Ticket); err != nil {
+	if err := t.handshake(ctx, term.User, term.Ticket, c.consoleTimeout()); err != nil {
 		conn.Close()
 		if c.console == nil && errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("console of CT %d: %w (%v)", vmid, pve.ErrConsoleRefusesTokens, err)
+			return nil, &pve.ConsoleError{VMID: vmid, Stage: "handshake", Err: fmt.Errorf("%w (%v)", pve.ErrConsoleRefusesTokens, err)}
 		}
-		return nil, fmt.Errorf("console of CT %d: %w", vmid, err)
+		return nil, &pve.ConsoleError{VMID: vmid, Stage: "handshake", Err: err}
 	}
 	return t, nil
+}
+
+// consoleTimeout bounds the websocket upgrade and the ticket handshake:
+// the HTTP timeout, as for any request, but never past the 10 s termproxy
+// waits for its client.
+func (c *Client) consoleTimeout() time.Duration {
+	const termproxyWait = 10 * time.Second
+	if t := c.opts.HTTP.Timeout; t > 0 && t < termproxyWait {
+		return t
+	}
+	return termproxyWait
 }
 
 // terminal speaks termproxy's client protocol: "0:LEN:DATA" input,
@@ -76,8 +92,8 @@ type terminal struct {
 	pending []byte // bytes received but not yet read
 }
 
-func (t *terminal) handshake(ctx context.Context, user, ticket string) error {
-	deadline := time.Now().Add(10 * time.Second)
+func (t *terminal) handshake(ctx context.Context, user, ticket string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -89,6 +105,10 @@ func (t *terminal) handshake(ctx context.Context, user, ticket string) error {
 	var got []byte
 	for len(got) < 2 {
 		_, msg, err := t.conn.ReadMessage()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &pve.TransportError{Method: "GET", Path: "vncwebsocket handshake", Err: err}
+		}
 		if err != nil {
 			// termproxy closes the socket on a refused ticket.
 			return fmt.Errorf("handshake: %w", io.ErrUnexpectedEOF)

@@ -88,75 +88,34 @@ func formatFingerprint(b []byte) string {
 	return strings.Join(parts, ":")
 }
 
-// idempotent methods are the only ones the transport may repeat on its own.
-func idempotent(method string) bool {
-	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
-}
-
-// checkRetry is the transport half of the retry policy: network errors and
-// 429/502/503/504 on idempotent requests only. PVE's 500s carry a message and
-// are judged per operation (pve.RetryPolicy); 595/596 mean the action may
-// have happened and are reconciled there too.
+// checkRetry is the transport half of the retry policy
+// (docs/retry-policy.md): idempotent requests only, on network errors
+// (timeouts included), 429, 502/503/504, and 595/596 (pveproxy lost its
+// backend: for a read, harmless to repeat). PVE's 500s carry a message and
+// are judged per operation (pve.RetryPolicy), as is every non-idempotent
+// request.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
-	var method string
-	if resp != nil && resp.Request != nil {
-		method = resp.Request.Method
-	}
-	if err != nil {
-		var re *requestError
-		if errors.As(err, &re) {
-			method = re.method
-		}
-		return idempotent(method) || method == "", nil
-	}
-	if !idempotent(method) {
+	method, _ := ctx.Value(methodKey{}).(string)
+	if !pve.Idempotent(method) {
 		return false, nil
 	}
+	if err != nil {
+		return true, nil
+	}
 	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 595, 596:
 		return true, nil
 	}
 	return false, nil
 }
 
-// requestError remembers the method of a request that failed in transport,
-// since retryablehttp hands CheckRetry no response then.
-type requestError struct {
-	method string
-	err    error
-}
-
-func (e *requestError) Error() string { return e.err.Error() }
-func (e *requestError) Unwrap() error { return e.err }
-
-type methodTaggingTransport struct{ next http.RoundTripper }
-
-func (t methodTaggingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(req)
-	if err != nil {
-		return nil, &requestError{method: req.Method, err: err}
-	}
-	return resp, nil
-}
-
-// TransportError is a request whose answer never arrived (connection
-// refused or dropped, timeout). For anything but a read, PVE may have acted.
-type TransportError struct {
-	Method string
-	Path   string
-	Err    error
-}
-
-func (e *TransportError) Error() string {
-	return fmt.Sprintf("%s %s: no answer from PVE: %v", e.Method, e.Path, e.Err)
-}
-func (e *TransportError) Unwrap() error { return e.Err }
-func (e *TransportError) Is(target error) bool {
-	return target == pve.ErrMaybeApplied || target == pve.ErrTransient
-}
+// methodKey carries a request's method in its context to checkRetry, which
+// sees no request, and whose error may have lost it (a client timeout
+// replaces the transport's error with a bare string).
+type methodKey struct{}
 
 // apiErrorTransport turns every non-2xx answer into a *pve.APIError with
 // PVE's message and per-parameter errors, which go-proxmox would otherwise
@@ -167,13 +126,14 @@ type apiErrorTransport struct {
 }
 
 func (t apiErrorTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.WithContext(context.WithValue(req.Context(), methodKey{}, req.Method))
 	resp, err := t.next.RoundTrip(req)
 	path := strings.TrimPrefix(req.URL.Path, t.apiBase)
 	if err != nil {
 		if req.Context().Err() != nil {
 			return nil, req.Context().Err()
 		}
-		return nil, &TransportError{Method: req.Method, Path: path, Err: unwrapRequestError(err)}
+		return nil, &pve.TransportError{Method: req.Method, Path: path, Err: err}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, nil
@@ -192,14 +152,6 @@ func (t apiErrorTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		apiErr.Errors = parsed.Errors
 	}
 	return nil, apiErr
-}
-
-func unwrapRequestError(err error) error {
-	var re *requestError
-	if errors.As(err, &re) {
-		return re.err
-	}
-	return err
 }
 
 // reason is the status line's text after the code: PVE puts its message
@@ -233,13 +185,15 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 	base := o.Base
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tlsCfg
+		// A copy: the transport adds h2 to its config's NextProtos, which
+		// the console's websocket dialer must not offer.
+		tr.TLSClientConfig = tlsCfg.Clone()
 		tr.MaxIdleConnsPerHost = 32
 		tr.Proxy = nil // PVE is on the LAN; never route the token through a proxy
 		base = tr
 	}
 	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: methodTaggingTransport{next: base}, Timeout: o.Timeout}
+	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
 	rc.RetryMax = o.Retries
 	rc.RetryWaitMin = 200 * time.Millisecond
 	rc.RetryWaitMax = 3 * time.Second
@@ -255,8 +209,13 @@ type retryLogger struct{ log logrus.FieldLogger }
 
 func (l retryLogger) Error(msg string, kv ...interface{}) { l.entry(kv).Debug(msg) }
 func (l retryLogger) Info(msg string, kv ...interface{})  {}
-func (l retryLogger) Debug(msg string, kv ...interface{}) {}
 func (l retryLogger) Warn(msg string, kv ...interface{})  { l.entry(kv).Debug(msg) }
+
+func (l retryLogger) Debug(msg string, kv ...interface{}) {
+	if msg == "retrying request" {
+		l.entry(kv).Debug(msg)
+	}
+}
 
 func (l retryLogger) entry(kv []interface{}) logrus.FieldLogger {
 	log := l.log

@@ -1,0 +1,90 @@
+package goproxmox
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// TestTransportRetriesOnlyIdempotentRequests: the transport repeats reads
+// on network errors, timeouts, a proxy's 429/502/503/504 and 595/596;
+// never a write, and never a 500 (PVE's message is judged per operation).
+func TestTransportRetriesOnlyIdempotentRequests(t *testing.T) {
+	tests := []struct {
+		name      string
+		method    string
+		answer    func(w http.ResponseWriter) // first answer; later ones are 200
+		wantCalls int32
+		wantErr   error
+	}{
+		{"read, 503", "GET", status(503, "Service Unavailable"), 2, nil},
+		{"read, 596", "GET", status(596, "Connection timed out"), 2, nil},
+		{"read, 429", "GET", status(429, "Too Many Requests"), 2, nil},
+		{"read, dropped", "GET", drop, 2, nil},
+		{"read, slow past the timeout", "GET", slow, 2, nil},
+		{"read, 500 lock", "GET", status(500, "CT is locked (disk)"), 1, pve.ErrLocked},
+		{"write, 503", "POST", status(503, "Service Unavailable"), 1, pve.ErrTransient},
+		{"write, 596", "POST", status(596, "Connection timed out"), 1, pve.ErrMaybeApplied},
+		{"write, dropped", "POST", drop, 1, pve.ErrMaybeApplied},
+		{"write, slow past the timeout", "POST", slow, 1, pve.ErrMaybeApplied},
+		{"delete, dropped", "DELETE", drop, 1, pve.ErrMaybeApplied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if calls.Add(1) == 1 {
+					tt.answer(w)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(`{"data":null}`))
+			}))
+			defer srv.Close()
+			hc, _, err := newHTTPClient(HTTPOptions{Timeout: 100 * time.Millisecond, Retries: 2, Base: &http.Transport{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequestWithContext(context.Background(), tt.method, srv.URL+"/api2/json/nodes/pve/lxc/9101/status/start", strings.NewReader(""))
+			resp, err := hc.Do(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", got, tt.wantCalls)
+			}
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func status(code int, reason string) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) {
+		// The reason phrase is PVE's message; net/http writes its own, so
+		// the body carries it.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(`{"data":null,"message":"` + reason + `\n"}`))
+	}
+}
+
+func drop(w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err == nil {
+		conn.Close()
+	}
+}
+
+func slow(w http.ResponseWriter) {
+	time.Sleep(400 * time.Millisecond)
+}
