@@ -74,11 +74,16 @@ func TestConcurrentCreateProcesses(t *testing.T) {
 	for i := range children {
 		children[i] = startChild(t, env.childEnv(audit, fmt.Sprintf("migra-proc-%02d", i+1)))
 	}
-	vmids, ips := map[int]bool{}, map[string]bool{}
+	// Every process finishes before any pod is checked: a pod's check
+	// includes "the template is not locked", which holds only once no
+	// clone is running.
 	for i, c := range children {
 		if code := c.finish(t); code != 0 {
 			t.Fatalf("process %d exited %d: %s\n%s", i, code, c.result.Error, c.stderr.String())
 		}
+	}
+	vmids, ips := map[int]bool{}, map[string]bool{}
+	for i, c := range children {
 		if vmids[c.result.VMID] || ips[c.result.IP] {
 			t.Errorf("VMID %d or IP %s handed out twice", c.result.VMID, c.result.IP)
 		}

@@ -88,6 +88,12 @@ type createRun struct {
 	lease    *AddressLease
 	cmode    string // the template's cmode, restored after the push
 	hwaddr   string
+	// cloned is the clone's net0: the template's NIC options (firewall,
+	// MTU, VLAN tag) carry over to the pod.
+	cloned netcfg.Net0
+	// consoleRefused: this PVE's console refused the token, so nothing
+	// could be changed inside the pod.
+	consoleRefused bool
 	start    time.Time
 	skipped  map[string]bool
 }
@@ -353,7 +359,7 @@ func (r *createRun) validate(context.Context) error {
 func (r *createRun) netSpec() netcfg.Spec {
 	s := r.spec
 	ns := netcfg.Spec{Interface: "eth0", Bridge: s.Bridge, Address: s.Address(), Gateway: s.Gateway,
-		Nameservers: s.DNS, HWAddr: r.hwaddr}
+		Nameservers: s.DNS, HWAddr: r.hwaddr, Firewall: r.cloned.Firewall, MTU: r.cloned.MTU, VLAN: r.cloned.Tag}
 	if s.SearchDomain != "" {
 		ns.SearchDomains = strings.Fields(strings.ReplaceAll(s.SearchDomain, ",", " "))
 	}
@@ -568,7 +574,7 @@ func (r *createRun) reserve(ctx context.Context) error {
 		}
 	}
 	lease, err := a.Reserve(ctx, AddressRequest{Hostname: r.spec.Hostname, Tenant: r.spec.Tenant,
-		Owner: "cloudpods/" + r.spec.Tenant + "/" + r.spec.Hostname, IP: r.spec.IP, VMID: r.spec.VMID})
+		Owner: LeaseOwner(r.spec.Tenant, r.spec.Hostname), IP: r.spec.IP, VMID: r.spec.VMID})
 	if err != nil {
 		return problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(r.spec), err)
 	}
@@ -723,7 +729,7 @@ func (r *createRun) configure(ctx context.Context) error {
 		return err
 	}
 	if cur, perr := netcfg.ParseNet0(cfg.Get("net0")); perr == nil {
-		r.hwaddr = cur.HWAddr
+		r.hwaddr, r.cloned = cur.HWAddr, cur
 	}
 	want := map[string]string{
 		"cores":  strconv.Itoa(s.Cores),
@@ -905,7 +911,8 @@ func (r *createRun) inConsole(ctx context.Context, step string, fn func(ctx cont
 		return fn(ctx, sh)
 	}, nil)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
-		r.warn(step, fmt.Sprintf("%v: netplan was not pushed and in-container checks were skipped; pass --console-user and --console-password-file to use a console login instead", err))
+		r.consoleRefused = true
+		r.warn(step, fmt.Sprintf("%v: netplan was not pushed and in-container checks were skipped; relying on net0 (pass --console-user and --console-password-file to use a console login instead)", err))
 		return true, nil
 	}
 	return false, err
@@ -980,6 +987,9 @@ func (r *createRun) verify(ctx context.Context) error {
 		case <-vctx.Done():
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if r.consoleRefused && last == s.TemplateIP.String()+"/"+strconv.Itoa(s.Subnet.Bits()) {
+				return fmt.Errorf("eth0 of CT %d came up with the template's address %s, not %s: the template's %s overrides net0 and this PVE's console refuses API tokens, so it could not be replaced; pass --console-user and --console-password-file, or remove that file from the template", s.VMID, last, want, netcfg.NetplanPath)
 			}
 			return fmt.Errorf("eth0 of CT %d shows %q, not %s, after %s", s.VMID, last, want, r.p.opts.VerifyTimeout)
 		case <-time.After(delay):

@@ -64,7 +64,8 @@ func TestCreateSeedExampleEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("net0 %q: %v", g.Config["net0"], err)
 	}
-	if n.IP != "10.1.10.91/24" || n.GW != "10.1.10.1" || n.Bridge != "vmbr0" || n.Name != "eth0" || n.HWAddr == "" {
+	// firewall=1 carries over from the template's net0.
+	if n.IP != "10.1.10.91/24" || n.GW != "10.1.10.1" || n.Bridge != "vmbr0" || n.Name != "eth0" || n.HWAddr == "" || !n.Firewall {
 		t.Errorf("net0 = %q", g.Config["net0"])
 	}
 	for key, want := range map[string]string{"cores": "2", "memory": "2048", "swap": "512", "hostname": "migra-client-01", "nameserver": "10.1.10.1"} {

@@ -228,7 +228,8 @@ func execute(ctx context.Context, stop <-chan struct{}, args []string, stdin io.
 	}
 	if err != nil {
 		if g.output == "json" {
-			writeJSON(stdout, map[string]interface{}{"error": err.Error(), "exit_code": exitCode(err)})
+			code := exitCode(err)
+			writeJSON(stdout, map[string]interface{}{"type": "error", "error": err.Error(), "exit_code": code, "meaning": exitSentences[code]})
 		} else {
 			fmt.Fprintf(stderr, "cloudpod: %s\n", strings.TrimPrefix(err.Error(), "usage: "))
 		}
