@@ -26,7 +26,8 @@ func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.T
 	px := c.px
 	header := http.Header{}
 	if c.console != nil {
-		if err := c.console.CreateSession(ctx); err != nil {
+		// A live session (PVE tickets last two hours) is reused.
+		if err := c.console.CreateSession(ctx); err != nil && !errors.Is(err, proxmox.ErrSessionExists) {
 			return nil, &pve.ConsoleError{VMID: vmid, Stage: "login", Err: fmt.Errorf("as %s: %w", c.opts.Console.User, unwrapURLError(err))}
 		}
 		px = c.console

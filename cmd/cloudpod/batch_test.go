@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCreateCountTwenty is issue 6's batch: 20 running pods with 20
+// distinct IPs and VMIDs, allocated by IPAM around an address set by hand.
+func TestCreateCountTwenty(t *testing.T) {
+	c := startCLI(t)
+	// An operator set .93 on a VM in the GUI; IPAM must skip it.
+	must(t, c.sim.AddVM(130, map[string]string{"name": "by-hand", "memory": "1024", "ipconfig0": "ip=10.1.10.93/24,gw=10.1.10.1"}))
+	code, out, errs := c.run(t, "", "create", "--count", "20", "--host", "pod", "--vmid", "auto", "--ip", "auto", "--output", "json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, lastLines(out, 10), errs)
+	}
+	type result struct {
+		Type   string `json:"type"`
+		Result struct {
+			VMID     int    `json:"vmid"`
+			Hostname string `json:"hostname"`
+			IP       string `json:"ip"`
+			Status   string `json:"status"`
+		} `json:"result"`
+		Error string `json:"error"`
+	}
+	vmids, ips := map[int]bool{}, map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var r result
+		if json.Unmarshal(sc.Bytes(), &r) != nil || r.Type != "result" {
+			continue
+		}
+		if r.Error != "" || r.Result.Status != "running" {
+			t.Errorf("%s: %s %s", r.Result.Hostname, r.Result.Status, r.Error)
+		}
+		if vmids[r.Result.VMID] || ips[r.Result.IP] {
+			t.Errorf("VMID %d or IP %s handed out twice", r.Result.VMID, r.Result.IP)
+		}
+		vmids[r.Result.VMID], ips[r.Result.IP] = true, true
+		if r.Result.IP == "10.1.10.93/24" {
+			t.Errorf("%s got 10.1.10.93, which a VM holds", r.Result.Hostname)
+		}
+		g, ok := c.sim.Guest(r.Result.VMID)
+		if !ok || g.Status != "running" || !strings.Contains(g.Config["net0"], "ip="+r.Result.IP) {
+			t.Errorf("CT %d in PVE: %+v", r.Result.VMID, g)
+		}
+	}
+	if len(vmids) != 20 || len(ips) != 20 {
+		t.Fatalf("%d VMIDs and %d IPs, want 20 each", len(vmids), len(ips))
+	}
+	// The registry agrees: 20 assigned leases.
+	code, out, _ = c.run(t, "", "ip", "list", "--output", "json")
+	if code != exitOK || strings.Count(out, `"state":"assigned"`) != 20 {
+		t.Errorf("ip list: exit %d, %d assigned\n%s", code, strings.Count(out, `"state":"assigned"`), out)
+	}
+}
+
+// TestCreateFromBatchFile provisions the pods of a JSON-lines file; a bad
+// line is refused before anything is created.
+func TestCreateFromBatchFile(t *testing.T) {
+	c := startCLI(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "pods.jsonl")
+	lines := []string{
+		`{"hostname":"shop-01","vmid":9301,"ip":"10.1.10.131","tenant":"acme"}`,
+		`# a comment`,
+		`{"hostname":"shop-02","vmid":9302,"ip":"10.1.10.132","cores":4,"memory":4096,"tenant":"acme"}`,
+	}
+	must(t, os.WriteFile(good, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	if code, out, errs := c.run(t, "", "create", "--batch", good); code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	g, ok := c.sim.Guest(9302)
+	if !ok || g.Config["cores"] != "4" || g.Config["memory"] != "4096" || !strings.Contains(g.Config["net0"], "ip=10.1.10.132/24") {
+		t.Errorf("CT 9302 = %+v", g)
+	}
+	bad := filepath.Join(dir, "bad.jsonl")
+	must(t, os.WriteFile(bad, []byte(`{"hostname":"x","vmid":9303,"colour":"blue"}`+"\n"), 0o644))
+	code, _, errs := c.run(t, "", "create", "--batch", bad)
+	if code != exitUsage || !strings.Contains(errs, `unknown field "colour"`) {
+		t.Errorf("bad batch: exit %d, %q", code, errs)
+	}
+	if _, ok := c.sim.Guest(9303); ok {
+		t.Error("a bad batch created a pod")
+	}
+}
