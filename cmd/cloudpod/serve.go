@@ -314,21 +314,10 @@ func runServe(ctx context.Context, stop <-chan struct{}, o *serveOptions, opts s
 }
 
 // serviceAllocator lets the service answer a create without vmid or ip with
-// the address and VMID at once; it reserves under the pod's lease owner, so
-// the provisioner's reserve step gets the same lease back.
+// the address and VMID at once; nil without IPAM (--ipam none).
 func serviceAllocator(a *ipam.Allocator) service.Allocator {
 	if a == nil {
 		return nil
 	}
-	return ipamReserver{a}
-}
-
-type ipamReserver struct{ a *ipam.Allocator }
-
-func (r ipamReserver) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
-	l, err := r.a.Reserve(ctx, ipam.Request{Hostname: hostname, Tenant: tenant, Owner: provisioner.LeaseOwner(tenant, hostname)})
-	if err != nil {
-		return 0, netip.Addr{}, err
-	}
-	return l.VMID, l.IP, nil
+	return service.IPAM{Allocator: a}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"net/netip"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
@@ -32,4 +33,19 @@ var _ Flows = (*provisioner.Provisioner)(nil)
 // pair, so a retried request does not burn a second address.
 type Allocator interface {
 	Reserve(ctx context.Context, hostname, tenant string) (vmid int, ip netip.Addr, err error)
+}
+
+// IPAM is the Allocator over the IPAM registry. It reserves under the pod's
+// lease owner (provisioner.LeaseOwner), so the create flow's own reserve
+// step gets the very same lease back instead of a second one.
+type IPAM struct{ Allocator *ipam.Allocator }
+
+var _ Allocator = IPAM{}
+
+func (i IPAM) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
+	l, err := i.Allocator.Reserve(ctx, ipam.Request{Hostname: hostname, Tenant: tenant, Owner: provisioner.LeaseOwner(tenant, hostname)})
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	return l.VMID, l.IP, nil
 }
