@@ -94,8 +94,8 @@ type createRun struct {
 	// consoleRefused: this PVE's console refused the token, so nothing
 	// could be changed inside the pod.
 	consoleRefused bool
-	start    time.Time
-	skipped  map[string]bool
+	start          time.Time
+	skipped        map[string]bool
 }
 
 // Create turns the golden template into a running, verified CloudPod, or
@@ -470,6 +470,11 @@ func (r *createRun) checkTemplate(ctx context.Context) error {
 		return problemf(ErrPreflight, "CT %d is not a template: convert it in PVE (More > Convert to template) or pass --template with the golden template", s.Template)
 	}
 	r.cmode = cfg.Get("cmode")
+	// The clone will carry the template's NIC options; configure reads the
+	// clone's own net0, a dry run only has the template's.
+	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err == nil {
+		r.cloned = n
+	}
 	tplStorage, _, _ := strings.Cut(cfg.Get("rootfs"), ":")
 	if s.Linked && tplStorage != s.Storage {
 		return problemf(ErrPreflight, "template CT %d is on storage %s, and a linked clone stays there: drop --linked or pass --storage %s", s.Template, tplStorage, tplStorage)
@@ -720,17 +725,10 @@ func (r *createRun) waitUnlocked(ctx context.Context) error {
 	}
 }
 
-// configure sets resources, net0 (keeping the MAC PVE generated), DNS and
-// tags, plus cmode=shell so the console gives a root shell for the push.
-func (r *createRun) configure(ctx context.Context) error {
+// wantedConfig is the pod's config as create sets it: resources, net0
+// (with the clone's MAC and NIC options), DNS and tags.
+func (r *createRun) wantedConfig() map[string]string {
 	s := r.spec
-	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
-	if err != nil {
-		return err
-	}
-	if cur, perr := netcfg.ParseNet0(cfg.Get("net0")); perr == nil {
-		r.hwaddr, r.cloned = cur.HWAddr, cur
-	}
 	want := map[string]string{
 		"cores":  strconv.Itoa(s.Cores),
 		"memory": strconv.Itoa(s.MemoryMB),
@@ -748,6 +746,21 @@ func (r *createRun) configure(ctx context.Context) error {
 	if s.SearchDomain != "" {
 		want["searchdomain"] = s.SearchDomain
 	}
+	return want
+}
+
+// configure sets resources, net0 (keeping the MAC PVE generated), DNS and
+// tags, plus cmode=shell so the console gives a root shell for the push.
+func (r *createRun) configure(ctx context.Context) error {
+	s := r.spec
+	cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
+	if err != nil {
+		return err
+	}
+	if cur, perr := netcfg.ParseNet0(cfg.Get("net0")); perr == nil {
+		r.hwaddr, r.cloned = cur.HWAddr, cur
+	}
+	want := r.wantedConfig()
 	st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
 	if err != nil {
 		return err

@@ -53,18 +53,8 @@ func (p *Provisioner) Plan(ctx context.Context, req CreateRequest) ([]PlannedCal
 	} else {
 		add("GET", ct+"/config", nil, "CT exists with this spec: converge")
 	}
-	cfg := map[string]string{"cores": strconv.Itoa(s.Cores), "memory": strconv.Itoa(s.MemoryMB), "swap": strconv.Itoa(s.SwapMB),
-		"net0": netcfg.BuildNet0(r.netSpec()), "tags": tagString(r.tags()), "cmode": "shell"}
-	if len(s.DNS) > 0 {
-		ns := make([]string, len(s.DNS))
-		for i, d := range s.DNS {
-			ns[i] = d.String()
-		}
-		cfg["nameserver"] = strings.Join(ns, " ")
-	}
-	if s.SearchDomain != "" {
-		cfg["searchdomain"] = s.SearchDomain
-	}
+	cfg := r.wantedConfig()
+	cfg["cmode"] = "shell"
 	add("PUT", ct+"/config", cfg, "only the keys that differ")
 	add("POST", ct+"/status/start", nil, "")
 	add("GET", fmt.Sprintf("/nodes/%s/tasks/{upid}/status", s.Node), nil, "poll until the start task stops")

@@ -90,3 +90,32 @@ func TestCreateFromBatchFile(t *testing.T) {
 		t.Error("a bad batch created a pod")
 	}
 }
+
+// TestCreateDryRun checks for real, prints every call it would make and
+// changes nothing; a failing check is reported the same way as by create.
+func TestCreateDryRun(t *testing.T) {
+	c := startCLI(t)
+	before := c.sim.Requests()
+	code, out, errs := c.run(t, "", "create", "9101", "migra-client-01", "91", "--dry-run")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"POST   /nodes/pve/lxc/9000/clone", "PUT    /nodes/pve/lxc/9101/config", "net0=name=eth0,bridge=vmbr0,firewall=1,gw=10.1.10.1",
+		"POST   /nodes/pve/lxc/9101/status/start", "/vncwebsocket", "/etc/netplan/50-cloud-init.yaml"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	if _, ok := c.sim.Guest(9101); ok {
+		t.Error("dry run created CT 9101")
+	}
+	for key, n := range c.sim.Requests() {
+		if !strings.HasPrefix(key, "GET ") && n != before[key] {
+			t.Errorf("dry run sent %s", key)
+		}
+	}
+	code, _, errs = c.run(t, "", "create", "9101", "migra-client-01", "91", "--dry-run", "--template", "9999")
+	if code != exitPreflight || !strings.Contains(errs, "template CT 9999 does not exist") {
+		t.Errorf("dry run with a missing template: exit %d, %q", code, errs)
+	}
+}
