@@ -88,3 +88,14 @@ func TestTemplateNetplanWinsWithoutThePush(t *testing.T) {
 		}
 	}
 }
+
+// A task ending in "WARNINGS: N" succeeded, as PVE counts it.
+func TestCreateTreatsTaskWarningsAsSuccess(t *testing.T) {
+	env := simtest.Start(t, func(c *pvesim.Config) {
+		c.Faults = []pvesim.Fault{{Method: "POST", Path: "/nodes/pve/lxc/9000/clone", Kind: "taskwarn", Message: "unable to copy some files"}}
+	})
+	res, err := simtest.Provisioner(env.API, provisioner.Options{}).Create(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91)})
+	if err != nil || res.Status != "running" {
+		t.Fatalf("create = %+v, %v", res, err)
+	}
+}

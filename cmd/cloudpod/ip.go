@@ -21,9 +21,6 @@ import (
 type ipamOptions struct {
 	backend   string
 	file      string
-	subnet    string
-	gateway   string
-	bridge    string
 	addrRange string
 	vmidRange string
 	sdnZone   string
