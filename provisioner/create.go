@@ -312,43 +312,17 @@ func (r *createRun) markFailed(ctx context.Context, step string, cause error) er
 
 // validate checks the request alone, before PVE is contacted.
 func (r *createRun) validate(context.Context) error {
-	s := &r.spec
+	fields := r.spec.FieldProblems(r.p.opts.Addresses != nil)
 	var probs []string
-	add := func(err error) {
-		if err != nil {
+	for _, f := range []string{"vmid", "hostname", "ip", "cores", "memory", "swap", "tags"} {
+		if msg, ok := fields[f]; ok {
+			probs = append(probs, msg)
+		}
+	}
+	if len(probs) == 0 && r.spec.IP.IsValid() {
+		if err := r.netSpec().Validate(); err != nil {
 			probs = append(probs, err.Error())
 		}
-	}
-	auto := r.p.opts.Addresses != nil
-	if s.VMID == 0 && auto {
-		// allocated by reserve
-	} else if s.VMID < 100 || s.VMID > 999999999 {
-		probs = append(probs, fmt.Sprintf("VMID %d is out of range: PVE guest ids run from 100 to 999999999", s.VMID))
-	} else if s.VMID == s.Template {
-		probs = append(probs, fmt.Sprintf("VMID %d is the template itself: pick a free VMID such as 9101", s.VMID))
-	}
-	add(netcfg.ValidHostname(s.Hostname))
-	if !s.IP.IsValid() && !auto {
-		probs = append(probs, "no IP address: pass --ip 10.1.10.91 or the last octet as the third argument")
-	} else if s.IP.IsValid() {
-		add(netcfg.CheckHostAddress(s.Subnet, s.IP, s.Gateway, s.TemplateIP))
-	}
-	if s.Cores < 1 || s.Cores > 8192 {
-		probs = append(probs, fmt.Sprintf("--cores %d is out of range: use 1 to 8192", s.Cores))
-	}
-	if s.MemoryMB < 16 {
-		probs = append(probs, fmt.Sprintf("--mem %d is too small: PVE needs at least 16 MB", s.MemoryMB))
-	}
-	if s.SwapMB < 0 {
-		probs = append(probs, fmt.Sprintf("--swap %d is negative: use 0 for no swap", s.SwapMB))
-	}
-	for _, t := range s.Tags {
-		if _, err := netcfg.NormalizeTags(t); err != nil {
-			add(err)
-		}
-	}
-	if len(probs) == 0 && s.IP.IsValid() {
-		add(r.netSpec().Validate())
 	}
 	if len(probs) > 0 {
 		return problemf(ErrInvalidSpec, "%s", strings.ReplaceAll(strings.Join(probs, "; "), "\n", "; "))

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/migrahosting/cloudpods/netcfg"
 )
 
 // Spec is one CloudPod as the operator or the panel asks for it.
@@ -128,4 +130,47 @@ func show(v interface{}) string {
 		return strings.Join(parts, " ")
 	}
 	return fmt.Sprint(v)
+}
+
+// MaxVMID is PVE's largest guest id (pve-vmid).
+const MaxVMID = 999999999
+
+// FieldProblems checks the spec's fields one by one, the same for the CLI
+// and the service: field name → one sentence naming the problem and the
+// fix. A zero VMID or IP counts as "allocate one" when auto is set.
+func (s Spec) FieldProblems(auto bool) map[string]string {
+	p := map[string]string{}
+	switch {
+	case s.VMID == 0 && auto:
+	case s.VMID < 100 || s.VMID > MaxVMID:
+		p["vmid"] = fmt.Sprintf("VMID %d is out of range: PVE guest ids run from 100 to %d", s.VMID, MaxVMID)
+	case s.VMID == s.Template:
+		p["vmid"] = fmt.Sprintf("VMID %d is the template itself: pick a free VMID such as 9101", s.VMID)
+	}
+	if err := netcfg.ValidHostname(s.Hostname); err != nil {
+		p["hostname"] = err.Error()
+	}
+	switch {
+	case !s.IP.IsValid() && !auto:
+		p["ip"] = fmt.Sprintf("no IP address: give one inside %s, such as %s", s.Subnet, s.Subnet.Addr().Next().Next())
+	case s.IP.IsValid():
+		if err := netcfg.CheckHostAddress(s.Subnet, s.IP, s.Gateway, s.TemplateIP); err != nil {
+			p["ip"] = err.Error()
+		}
+	}
+	if s.Cores < 1 || s.Cores > 8192 {
+		p["cores"] = fmt.Sprintf("%d cores is out of range: use 1 to 8192", s.Cores)
+	}
+	if s.MemoryMB < 16 {
+		p["memory"] = fmt.Sprintf("%d MB of memory is too little: PVE needs at least 16", s.MemoryMB)
+	}
+	if s.SwapMB < 0 {
+		p["swap"] = fmt.Sprintf("%d MB of swap is negative: use 0 for no swap", s.SwapMB)
+	}
+	for _, t := range s.Tags {
+		if _, err := netcfg.NormalizeTags(t); err != nil {
+			p["tags"] = err.Error()
+		}
+	}
+	return p
 }
