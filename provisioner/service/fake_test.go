@@ -52,7 +52,7 @@ func succeed(req provisioner.CreateRequest) (provisioner.CreateResult, error) {
 	report(req, provisioner.StepClone, provisioner.PhaseStart, provisioner.PhaseDone)
 	report(req, provisioner.StepVerify, provisioner.PhaseStart, provisioner.PhaseDone)
 	s := req.Spec
-	return provisioner.CreateResult{VMID: s.VMID, Hostname: s.Hostname, IP: s.Address().String(), Node: s.Node, Status: "running", Changed: true}, nil
+	return provisioner.CreateResult{VMID: s.VMID, Hostname: s.Hostname, IP: s.Address().String(), Node: s.Node, Status: "running", Changed: true, Steps: map[string]float64{}}, nil
 }
 
 func (f *fakeFlows) Create(ctx context.Context, req provisioner.CreateRequest) (provisioner.CreateResult, error) {
@@ -122,10 +122,13 @@ func (f *fakeFlows) createCount() int {
 	return len(f.creates)
 }
 
-// fakeAllocator hands out one fixed pair.
-type fakeAllocator struct{}
+// fakeAllocator hands out one fixed pair, or fails with err.
+type fakeAllocator struct{ err error }
 
-func (fakeAllocator) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
+func (a fakeAllocator) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
+	if a.err != nil {
+		return 0, netip.Addr{}, a.err
+	}
 	return 9150, netip.MustParseAddr("10.1.10.150"), nil
 }
 
@@ -198,6 +201,7 @@ func (h *harness) do(method, path, body string, header ...string) *httptest.Resp
 	}
 	rec := httptest.NewRecorder()
 	h.srv.ServeHTTP(rec, req)
+	checkRecorded(h.t, req, body, rec)
 	return rec
 }
 

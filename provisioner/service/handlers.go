@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
@@ -140,7 +141,14 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		vmid, ip, err := s.opts.Allocator.Reserve(r.Context(), params.Hostname, params.TenantID)
 		if err != nil {
-			writeError(w, &apiError{status: http.StatusConflict, msg: fmt.Sprintf("allocating a VMID and address for %s failed: %v", params.Hostname, err), kind: kindConflict})
+			what := fmt.Sprintf("allocating a VMID and address for %s", params.Hostname)
+			if allocationConflict(err) {
+				writeError(w, &apiError{status: http.StatusConflict, msg: what + " failed: " + err.Error(), kind: kindConflict})
+			} else {
+				// The allocator reads PVE's guests: PVE down is not the
+				// client's conflict.
+				s.flowError(w, what, err)
+			}
 			return
 		}
 		params.VMID, params.IP, params.Allocated = vmid, ip, true
@@ -350,4 +358,16 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) flowError(w http.ResponseWriter, what string, err error) {
 	kind := errorKind(err)
 	writeError(w, &apiError{status: kindStatus(kind), msg: what + ": " + err.Error(), kind: kind})
+}
+
+// allocationConflict says IPAM refused on the registry's or the cluster's
+// contents (nothing free, or the hostname already holds other numbers), as
+// opposed to failing to read them.
+func allocationConflict(err error) bool {
+	for _, e := range []error{ipam.ErrPoolExhausted, ipam.ErrAddressInUse, ipam.ErrVMIDInUse, ipam.ErrLeaseConflict, ipam.ErrOutOfRange} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

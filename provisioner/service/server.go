@@ -265,9 +265,6 @@ func (s *Server) runJob(ctx context.Context, id string) {
 	interrupted := errors.Is(err, provisioner.ErrInterrupted) || (ctx.Err() != nil && errors.Is(err, context.Canceled))
 	outcome := string(StatusSucceeded)
 	s.update(id, func(j *Job) bool {
-		if b, merr := json.Marshal(res); merr == nil {
-			j.Result = b
-		}
 		if cr, ok := res.(provisioner.CreateResult); ok && cr.VMID != 0 {
 			j.VMID = cr.VMID
 		}
@@ -282,6 +279,11 @@ func (s *Server) runJob(ctx context.Context, id string) {
 			j.Status, j.Finished, j.Error = StatusFailed, s.opts.Now().UTC(), jobError(err)
 		default:
 			j.Status, j.Finished = StatusSucceeded, s.opts.Now().UTC()
+			// Only a success has a result: a failure is told by Error, and
+			// a half-filled result beside it would read as data.
+			if b, merr := json.Marshal(res); merr == nil {
+				j.Result = b
+			}
 		}
 		// Counted with the status change, so whoever sees the outcome
 		// sees it counted.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 )
 
@@ -212,6 +213,39 @@ func TestAllocatorFillsVMIDAndIP(t *testing.T) {
 	j := h.waitJob(a.JobID, StatusSucceeded)
 	if !j.Request.Allocated || flows.creates[0].Spec.VMID != 9150 || flows.creates[0].Spec.IP.String() != "10.1.10.150" {
 		t.Errorf("job request %+v, spec %+v", j.Request, flows.creates[0].Spec)
+	}
+}
+
+// TestAllocatorFailure: IPAM refusing is the client's conflict; IPAM unable
+// to read PVE is PVE's failure. Either way no job is made.
+func TestAllocatorFailure(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		status   int
+		kind     string
+		contains string
+	}{
+		{"pool exhausted", fmt.Errorf("reserve auto-01 in pool default: no free address: %w", ipam.ErrPoolExhausted), http.StatusConflict, kindConflict, "no free address"},
+		{"hostname holds other numbers", fmt.Errorf("owner holds 10.1.10.99: %w", ipam.ErrLeaseConflict), http.StatusConflict, kindConflict, "10.1.10.99"},
+		{"PVE unreachable", errors.New("reserve auto-01: list PVE guests: dial tcp 127.0.0.1:8006: connection refused"), http.StatusBadGateway, kindFailed, "connection refused"},
+		{"PVE too slow", fmt.Errorf("reserve auto-01: list PVE guests: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, kindTimeout, "deadline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, newFakeFlows(), "", func(o *Options) { o.Allocator = fakeAllocator{err: tt.err} })
+			rec := h.do("POST", Base, `{"tenantId":"acme","hostname":"auto-01","cores":1,"memoryMb":512}`)
+			e := decode[errorBody](t, rec)
+			if rec.Code != tt.status || e.Kind != tt.kind || !strings.Contains(e.Error, tt.contains) {
+				t.Errorf("answer %d %+v, want %d %s", rec.Code, e, tt.status, tt.kind)
+			}
+			h.srv.mu.Lock()
+			jobs := len(h.srv.jobs)
+			h.srv.mu.Unlock()
+			if jobs != 0 {
+				t.Errorf("%d jobs made after the allocator failed", jobs)
+			}
+		})
 	}
 }
 
