@@ -2,6 +2,7 @@ package provisioner_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,42 @@ func TestCreateTreatsTaskWarningsAsSuccess(t *testing.T) {
 	res, err := simtest.Provisioner(env.API, provisioner.Options{}).Create(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91)})
 	if err != nil || res.Status != "running" {
 		t.Fatalf("create = %+v, %v", res, err)
+	}
+}
+
+// A run resumed under the same RunID (a service job after a restart) may
+// roll back what its interrupted attempt cloned; any other run leaves it.
+func TestResumedRunRollsBackItsOwnClone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		resumeID string
+		wantLeft bool
+	}{{"same run id", "job-1", false}, {"another run", "", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := simtest.Start(t, nil)
+			prov := simtest.Provisioner(env.API, provisioner.Options{})
+			stop := make(chan struct{})
+			rep := provisioner.ReporterFunc(func(e provisioner.Event) {
+				if e.Step == provisioner.StepClone && e.Phase == provisioner.PhaseDone {
+					close(stop)
+				}
+			})
+			spec := seedSpec(9101, "migra-client-01", 91)
+			_, err := prov.Create(context.Background(), provisioner.CreateRequest{Spec: spec, RunID: "job-1", Stop: stop, Reporter: rep})
+			if !errors.Is(err, provisioner.ErrInterrupted) {
+				t.Fatalf("first attempt: %v, want interrupted", err)
+			}
+			if _, ok := env.Sim.Guest(9101); !ok {
+				t.Fatal("the interrupted attempt left no CT to resume")
+			}
+			must(t, env.Sim.AddFault(pvesim.Fault{Method: "POST", Path: "/nodes/pve/lxc/9101/status/start", Kind: "taskfail", Times: 20, Message: "startup for container '9101' failed"}))
+			_, err = prov.Create(context.Background(), provisioner.CreateRequest{Spec: spec, RunID: tc.resumeID})
+			if err == nil {
+				t.Fatal("the resumed run succeeded despite the failing start")
+			}
+			if _, left := env.Sim.Guest(9101); left != tc.wantLeft {
+				t.Errorf("CT 9101 left = %v, want %v (%v)", left, tc.wantLeft, err)
+			}
+		})
 	}
 }

@@ -43,6 +43,11 @@ type CreateRequest struct {
 	Stop <-chan struct{}
 	// Requester is who asked (audit log).
 	Requester string
+	// RunID names the run in the ownership marker; empty picks a fresh
+	// one. A caller that resumes a run after a crash (the service, for a
+	// job) passes the same id, so the resumed run may roll back what its
+	// earlier attempt cloned.
+	RunID string
 }
 
 // CreateResult is what create reports.
@@ -101,7 +106,11 @@ type createRun struct {
 // Create turns the golden template into a running, verified CloudPod, or
 // converges an existing one made from the same spec.
 func (p *Provisioner) Create(ctx context.Context, req CreateRequest) (CreateResult, error) {
-	r := &createRun{p: p, req: req, spec: req.Spec, runID: p.randomHex(8), rep: req.Reporter, start: p.opts.Now(), skipped: map[string]bool{}}
+	runID := req.RunID
+	if runID == "" {
+		runID = p.randomHex(8)
+	}
+	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID, rep: req.Reporter, start: p.opts.Now(), skipped: map[string]bool{}}
 	if r.rep == nil {
 		r.rep = nopReporter{}
 	}
@@ -218,7 +227,7 @@ func (r *createRun) fail(ctx context.Context, step string, err error) error {
 	defer cancel()
 	left := true
 	switch {
-	case r.existing != nil:
+	case r.existing != nil && !r.created:
 		se.RolledBack = fmt.Sprintf("CT %d was there before this run and is left as it is: run the same command again to finish it", r.spec.VMID)
 	case errors.Is(err, context.Canceled):
 		// Aborted mid-step (a second signal): touch nothing, say what is there.
@@ -482,6 +491,11 @@ func (r *createRun) checkExisting(ctx context.Context) error {
 		return problemf(ErrConflict, "CT %d already exists with a different spec (%s): destroy it first or pass the spec it was created with", s.VMID, strings.Join(diffEssentials(m.Spec, s.essentials()), ", "))
 	}
 	r.existing = &cfg
+	if m.RunID == r.runID {
+		// An earlier attempt of this same run (a resumed service job) made
+		// it: it is this run's to finish or to roll back.
+		r.cloneTried, r.created = true, true
+	}
 	r.event(StepPreflight, PhaseInfo, fmt.Sprintf("CT %d exists with this spec (run %s): converging", s.VMID, m.RunID))
 	return nil
 }

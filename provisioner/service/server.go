@@ -304,8 +304,10 @@ func (s *Server) execute(ctx context.Context, job *Job) (any, error) {
 	node := s.opts.Defaults.Node
 	switch job.Kind {
 	case KindCreate:
+		// The job id is the run id, so a job resumed after a restart may
+		// roll back the CT its interrupted attempt cloned.
 		return s.flows.Create(ctx, provisioner.CreateRequest{Spec: job.Request.spec(s.opts.Defaults), Reporter: rep,
-			Stop: s.stopping, Requester: job.Requester})
+			Stop: s.stopping, Requester: job.Requester, RunID: job.ID})
 	case KindDestroy:
 		// IfExists: a re-run after a crash finds the pod already gone.
 		return s.flows.Destroy(ctx, provisioner.DestroyRequest{Node: node, VMID: job.VMID, Force: true, IfExists: true,
