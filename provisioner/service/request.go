@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/migrahosting/cloudpods/netcfg"
+	"github.com/migrahosting/cloudpods/provisioner"
 )
 
 // MaxBodyBytes bounds a request body; more is 413.
@@ -113,8 +113,6 @@ var (
 	bridgeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,14}$`)
 )
 
-const maxVMID = 999999999
-
 // validateCreate checks each field on its own, so the panel can show each
 // message beside its input; the provisioner's validate step checks the
 // whole spec again when the job runs.
@@ -130,13 +128,11 @@ func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) 
 	}
 	if b.Hostname == "" {
 		errs["hostname"] = "required"
-	} else if err := netcfg.ValidHostname(b.Hostname); err != nil {
-		errs["hostname"] = err.Error()
 	}
 	if b.Template != nil {
 		p.Template = *b.Template
-		if p.Template < 100 || p.Template > maxVMID {
-			errs["template"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.Template, maxVMID)
+		if p.Template < 100 || p.Template > provisioner.MaxVMID {
+			errs["template"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.Template, provisioner.MaxVMID)
 		}
 	}
 	switch {
@@ -158,46 +154,52 @@ func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) 
 	}
 	if b.VMID != nil {
 		p.VMID = *b.VMID
-		switch {
-		case p.VMID < 100 || p.VMID > maxVMID:
-			errs["vmid"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.VMID, maxVMID)
-		case p.VMID == p.Template:
-			errs["vmid"] = fmt.Sprintf("%d is the template itself: pick a free VMID", p.VMID)
-		}
 	}
+	var ipOK bool
 	if b.IP != "" {
 		ip, err := netip.ParseAddr(b.IP)
-		switch {
-		case err != nil || !ip.Is4():
+		if err != nil || !ip.Is4() {
 			errs["ip"] = fmt.Sprintf("%q is not an IPv4 address: give one inside %s", b.IP, d.Subnet)
-		default:
-			if err := netcfg.CheckHostAddress(d.Subnet, ip, d.Gateway, d.TemplateIP); err != nil {
-				errs["ip"] = err.Error()
-			}
-			p.IP = ip
+		} else {
+			p.IP, ipOK = ip, true
 		}
 	}
-	switch {
-	case b.Cores == nil:
-		errs["cores"] = "required"
-	case *b.Cores < 1 || *b.Cores > 8192:
-		errs["cores"] = fmt.Sprintf("%d is out of range: use 1 to 8192", *b.Cores)
-	default:
+	for field, v := range map[string]*int{"cores": b.Cores, "memoryMb": b.MemoryMB} {
+		if v == nil {
+			errs[field] = "required"
+		}
+	}
+	if b.Cores != nil {
 		p.Cores = *b.Cores
 	}
-	switch {
-	case b.MemoryMB == nil:
-		errs["memoryMb"] = "required"
-	case *b.MemoryMB < 16:
-		errs["memoryMb"] = fmt.Sprintf("%d is too small: PVE needs at least 16 MB", *b.MemoryMB)
-	default:
+	if b.MemoryMB != nil {
 		p.MemoryMB = *b.MemoryMB
 	}
 	if b.SwapMB != nil {
-		if *b.SwapMB < 0 {
-			errs["swapMb"] = fmt.Sprintf("%d is negative: use 0 for no swap", *b.SwapMB)
-		}
 		p.SwapMB = *b.SwapMB
+	}
+	// The pod's own fields are checked by the provisioner's rules, the same
+	// the CLI applies; the service only names them as the panel does.
+	spec := d
+	spec.VMID, spec.Hostname, spec.IP, spec.Template = p.VMID, p.Hostname, p.IP, p.Template
+	spec.Cores, spec.MemoryMB, spec.SwapMB = p.Cores, p.MemoryMB, p.SwapMB
+	for field, msg := range spec.FieldProblems(true) {
+		name := map[string]string{"memory": "memoryMb", "swap": "swapMb"}[field]
+		if name == "" {
+			name = field
+		}
+		if _, set := errs[name]; set {
+			continue // required, or not an address at all
+		}
+		switch {
+		case name == "ip" && !ipOK,
+			name == "vmid" && b.VMID == nil,
+			name == "cores" && b.Cores == nil,
+			name == "memoryMb" && b.MemoryMB == nil,
+			name == "hostname" && b.Hostname == "":
+			continue
+		}
+		errs[name] = msg
 	}
 	if b.Storage != "" {
 		if !storageRE.MatchString(b.Storage) {
@@ -243,9 +245,9 @@ func idempotencyKey(r *http.Request, route string, request any) (*IdempotencyRec
 func vmidParam(r *http.Request) (int, *apiError) {
 	raw := r.PathValue("vmid")
 	n, err := strconv.Atoi(raw)
-	if err != nil || n < 100 || n > maxVMID {
+	if err != nil || n < 100 || n > provisioner.MaxVMID {
 		return 0, &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid,
-			fields: map[string]string{"vmid": fmt.Sprintf("%q is not a VMID: use a number from 100 to %d", raw, maxVMID)}}
+			fields: map[string]string{"vmid": fmt.Sprintf("%q is not a VMID: use a number from 100 to %d", raw, provisioner.MaxVMID)}}
 	}
 	return n, nil
 }
