@@ -176,6 +176,9 @@ func TestCreateRefusesWithOneSentenceAndCreatesNothing(t *testing.T) {
 		}, spec: func(s *provisioner.Spec) { s.Template = 9050 }, kind: provisioner.ErrPreflight, want: "CT 9050 is not a template"},
 		{name: "storage missing", spec: func(s *provisioner.Spec) { s.Storage = "nvme-fast" }, kind: provisioner.ErrPreflight, want: "storage nvme-fast does not exist"},
 		{name: "storage without rootdir", spec: func(s *provisioner.Spec) { s.Storage = "vzdump-backups" }, kind: provisioner.ErrPreflight, want: "does not hold container volumes"},
+		{name: "storage without room", setup: func(t *testing.T, env *simtest.Env) {
+			must(t, env.Sim.SetConfig(9000, "rootfs", "clients-main:subvol-9000-disk-0,size=4000G"))
+		}, kind: provisioner.ErrPreflight, want: "free but the rootfs needs 3.9 TiB"},
 		{name: "bridge missing", spec: func(s *provisioner.Spec) { s.Bridge = "vmbr9" }, kind: provisioner.ErrPreflight, want: "bridge vmbr9 does not exist"},
 		{name: "node missing", spec: func(s *provisioner.Spec) { s.Node = "pve2" }, kind: provisioner.ErrPreflight, want: `node "pve2" is not in the cluster`},
 		{name: "vmid taken by a guest not ours", setup: func(t *testing.T, env *simtest.Env) {
