@@ -4,7 +4,7 @@ BIN     := bin
 DEMO    := .demo
 PKGS    := ./...
 
-.PHONY: all build test test-long demo bench fixtures generate vet clean
+.PHONY: all build test demo bench fixtures generate vet clean
 
 all: build
 
@@ -16,10 +16,6 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
-
-# Longer suites (full fault matrix, kill -9 at every step, 50-request soak).
-test-long:
-	CLOUDPODS_LONG=1 $(GO) test -race -count=1 -timeout 60m $(PKGS)
 
 # Provision CT 9101 against the simulator on loopback, with visible progress.
 demo: build
