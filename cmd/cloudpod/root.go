@@ -38,6 +38,8 @@ type globalOptions struct {
 	requester   string
 	logLevel    string
 	ipam        ipamOptions
+	// observe, when set, sees every PVE request attempt (serve's metrics).
+	observe func(method, path string, status int, err error)
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -161,7 +163,7 @@ func (g *globalOptions) client(log logrus.FieldLogger) (pve.API, error) {
 		URL: g.url, TokenID: g.tokenID, TokenSecret: g.tokenSecret, Logger: log,
 		HTTP: goproxmox.HTTPOptions{
 			TLS:     goproxmox.TLSOptions{Fingerprint: g.fingerprint, CAFile: g.caFile, Insecure: g.insecure},
-			Timeout: g.httpTimeout, Retries: 3,
+			Timeout: g.httpTimeout, Retries: 3, Observe: g.observe,
 		},
 	}
 	if g.consoleUser != "" {

@@ -103,6 +103,8 @@ environment variable shown in its help.`,
 			}
 			log := serveLogger(g, cmd.Flags().Changed("log-level"))
 			warnReadable(log, o.authFile)
+			pveMetrics := service.NewPVEMetrics()
+			g.observe = pveMetrics.Observe
 			api, err := g.client(log)
 			if err != nil {
 				return err
@@ -122,7 +124,7 @@ environment variable shown in its help.`,
 			defer store.Close()
 			return runServe(cmd.Context(), g.stop, o, service.Options{
 				Flows: prov, AuthTokens: tokens, Store: store, Logger: log, Defaults: defaults,
-				Allocator: serviceAllocator(alloc),
+				Allocator: serviceAllocator(alloc), PVE: pveMetrics,
 				// GET /version needs a valid token: one cheap call proves
 				// both that PVE answers and that it accepts us.
 				Ready: func(ctx context.Context) error {

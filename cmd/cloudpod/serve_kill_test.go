@@ -206,6 +206,11 @@ func killMidClone(t *testing.T, body string) {
 		return job.Status == service.StatusSucceeded || job.Status == service.StatusFailed
 	})
 	t.Logf("job %s after %d attempts (%s)", job.Status, job.Attempts, job.Note)
+	// The restarted service counted its own requests to PVE.
+	if status, b := second.call("GET", "/metrics", ""); status != http.StatusOK ||
+		!strings.Contains(string(b), `cloudpods_pve_requests_total{method="GET",path="/nodes/{node}/lxc/{vmid}/config",code="200"}`) {
+		t.Errorf("metrics (%d) lack PVE request counts:\n%s", status, b)
+	}
 
 	guests, err := api.Guests(context.Background())
 	if err != nil {

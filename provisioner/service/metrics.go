@@ -19,6 +19,31 @@ type metrics struct {
 	jobs  map[[2]string]uint64 // kind, outcome
 	steps map[[2]string]*histogram
 	http  map[[3]string]uint64 // method, route, code
+	pve   *PVEMetrics
+}
+
+// PVEMetrics counts the requests CloudPods sends to PVE, retries included;
+// the command hands its Observe to the PVE client.
+type PVEMetrics struct {
+	mu       sync.Mutex
+	requests map[[3]string]uint64 // method, path, code
+	failures map[[3]string]uint64 // method, path, "" — no answer came
+}
+
+// NewPVEMetrics returns an empty counter.
+func NewPVEMetrics() *PVEMetrics {
+	return &PVEMetrics{requests: map[[3]string]uint64{}, failures: map[[3]string]uint64{}}
+}
+
+// Observe records one attempt: its HTTP status, or err when none came.
+func (p *PVEMetrics) Observe(method, path string, status int, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.failures[[3]string{method, path, ""}]++
+		return
+	}
+	p.requests[[3]string{method, path, strconv.Itoa(status)}]++
 }
 
 type histogram struct {
@@ -27,8 +52,8 @@ type histogram struct {
 	sum    float64
 }
 
-func newMetrics() *metrics {
-	return &metrics{jobs: map[[2]string]uint64{}, steps: map[[2]string]*histogram{}, http: map[[3]string]uint64{}}
+func newMetrics(pve *PVEMetrics) *metrics {
+	return &metrics{jobs: map[[2]string]uint64{}, steps: map[[2]string]*histogram{}, http: map[[3]string]uint64{}, pve: pve}
 }
 
 func (m *metrics) jobDone(kind Kind, outcome string) {
@@ -100,6 +125,19 @@ func (m *metrics) write(w io.Writer, active map[Status]int, queueCap, workers in
 	family("cloudpods_http_requests_total", "counter", "API requests answered, by method, route and status code.")
 	for _, k := range sortedKeys(m.http) {
 		fmt.Fprintf(w, "cloudpods_http_requests_total%s %d\n", labels("method", k[0], "route", k[1], "code", k[2]), m.http[k])
+	}
+	if m.pve == nil {
+		return
+	}
+	m.pve.mu.Lock()
+	defer m.pve.mu.Unlock()
+	family("cloudpods_pve_requests_total", "counter", "Requests to the PVE API that got an answer, retries included, by method, path and status code.")
+	for _, k := range sortedKeys(m.pve.requests) {
+		fmt.Fprintf(w, "cloudpods_pve_requests_total%s %d\n", labels("method", k[0], "path", k[1], "code", k[2]), m.pve.requests[k])
+	}
+	family("cloudpods_pve_request_failures_total", "counter", "Requests to the PVE API that got no answer (refused, dropped, timed out), by method and path.")
+	for _, k := range sortedKeys(m.pve.failures) {
+		fmt.Fprintf(w, "cloudpods_pve_request_failures_total%s %d\n", labels("method", k[0], "path", k[1]), m.pve.failures[k])
 	}
 }
 

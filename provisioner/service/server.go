@@ -33,6 +33,8 @@ type Options struct {
 	// Allocator, when set, picks the VMID and address of a create that
 	// leaves both out; without it both are required.
 	Allocator Allocator
+	// PVE, when set, is rendered in /metrics: the PVE client's requests.
+	PVE *PVEMetrics
 	// Ready checks PVE is reachable and accepts the token, for /readyz.
 	Ready func(ctx context.Context) error
 	// Workers is how many jobs run at once (4).
@@ -110,7 +112,7 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, log: opts.Logger, flows: opts.Flows, store: opts.Store, auth: newAuthenticator(opts.AuthTokens),
-		metrics: newMetrics(), jobs: map[string]*Job{}, keys: map[string]string{}, stopping: make(chan struct{})}
+		metrics: newMetrics(opts.PVE), jobs: map[string]*Job{}, keys: map[string]string{}, stopping: make(chan struct{})}
 	s.routes = s.routeTable()
 
 	loaded, err := opts.Store.Load()

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,6 +176,10 @@ type HTTPOptions struct {
 	// under the retries, so each attempt is its own interaction).
 	Base   http.RoundTripper
 	Logger logrus.FieldLogger
+	// Observe, when set, sees every attempt (retries included): method,
+	// the path as a template ("/nodes/{node}/lxc/{vmid}/config"), the HTTP
+	// status, or the error when no answer came. For metrics.
+	Observe func(method, path string, status int, err error)
 }
 
 func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
@@ -191,6 +196,9 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 		tr.MaxIdleConnsPerHost = 32
 		tr.Proxy = nil // PVE is on the LAN; never route the token through a proxy
 		base = tr
+	}
+	if o.Observe != nil {
+		base = observingTransport{next: base, observe: o.Observe}
 	}
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
@@ -236,3 +244,49 @@ var discard = func() logrus.FieldLogger {
 	l.SetOutput(io.Discard)
 	return l
 }()
+
+// observingTransport reports each attempt to HTTPOptions.Observe.
+type observingTransport struct {
+	next    http.RoundTripper
+	observe func(method, path string, status int, err error)
+}
+
+func (t observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	t.observe(req.Method, PathTemplate(req.URL.Path), status, err)
+	return resp, err
+}
+
+// PathTemplate turns an API path into its route, so metrics have one series
+// per endpoint: "/api2/json/nodes/pve/lxc/9101/config" →
+// "/nodes/{node}/lxc/{vmid}/config".
+func PathTemplate(path string) string {
+	segs := strings.Split(strings.TrimPrefix(strings.TrimPrefix(path, "/api2/json"), "/"), "/")
+	for i, seg := range segs {
+		if i == 0 {
+			continue
+		}
+		switch prev := segs[i-1]; {
+		case prev == "nodes":
+			segs[i] = "{node}"
+		case prev == "storage" && i > 1:
+			segs[i] = "{storage}"
+		case prev == "tasks":
+			segs[i] = "{upid}"
+		case prev == "vnets":
+			segs[i] = "{vnet}"
+		case prev == "content" && i > 2:
+			// A volume id may hold slashes: it is the rest of the path.
+			return "/" + strings.Join(append(segs[:i], "{volume}"), "/")
+		case prev == "lxc" || prev == "qemu":
+			if _, err := strconv.Atoi(seg); err == nil {
+				segs[i] = "{vmid}"
+			}
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}

@@ -88,3 +88,20 @@ func drop(w http.ResponseWriter) {
 func slow(w http.ResponseWriter) {
 	time.Sleep(400 * time.Millisecond)
 }
+
+func TestPathTemplate(t *testing.T) {
+	tests := map[string]string{
+		"/api2/json/nodes/pve/lxc/9101/config":                                                    "/nodes/{node}/lxc/{vmid}/config",
+		"/api2/json/nodes/pve/tasks/UPID:pve:0001:0002:0003:vzclone:9000:root@pam:/status":        "/nodes/{node}/tasks/{upid}/status",
+		"/api2/json/nodes/pve/storage/vzdump-backups/content":                                     "/nodes/{node}/storage/{storage}/content",
+		"/api2/json/cluster/resources":                                                            "/cluster/resources",
+		"/api2/json/nodes/pve/storage":                                                            "/nodes/{node}/storage",
+		"/api2/json/cluster/sdn/vnets/vnet0/ips":                                                  "/cluster/sdn/vnets/{vnet}/ips",
+		"/api2/json/nodes/pve/storage/t7-backup/content/t7-backup:backup/vzdump-lxc-9101.tar.zst": "/nodes/{node}/storage/{storage}/content/{volume}",
+	}
+	for in, want := range tests {
+		if got := PathTemplate(in); got != want {
+			t.Errorf("PathTemplate(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
