@@ -427,6 +427,11 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if err := r.checkBridge(ctx); err != nil {
 		return err
 	}
+	if r.lease != nil {
+		// IPAM's reservation just checked the address against every
+		// guest in the cluster: reading them all again adds nothing.
+		return nil
+	}
 	return r.checkAddressFree(ctx)
 }
 

@@ -119,3 +119,17 @@ func TestCreateDryRun(t *testing.T) {
 		t.Errorf("dry run with a missing template: exit %d, %q", code, errs)
 	}
 }
+
+// With IPAM on (the CLI's default), an explicit address that a guest holds
+// is refused by the reservation, in one sentence, before anything exists.
+func TestCreateRefusesAnAddressSetByHand(t *testing.T) {
+	c := startCLI(t)
+	must(t, c.sim.AddVM(130, map[string]string{"name": "by-hand", "memory": "1024", "ipconfig0": "ip=10.1.10.93/24,gw=10.1.10.1"}))
+	code, _, errs := c.run(t, "", "create", "9101", "migra-client-01", "93")
+	if code != exitConflict || !strings.Contains(errs, "10.1.10.93") || !strings.Contains(errs, "130") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want a one-line conflict naming 10.1.10.93 and VM 130", code, errs)
+	}
+	if _, ok := c.sim.Guest(9101); ok {
+		t.Error("CT 9101 was created")
+	}
+}
