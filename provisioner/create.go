@@ -694,28 +694,11 @@ func (r *createRun) cloneDone(ctx context.Context, _ error) (bool, error) {
 // waitUnlocked waits for a clone that an earlier run started (or whose
 // answer was lost) to finish: PVE clears 'lock: create' at the end.
 func (r *createRun) waitUnlocked(ctx context.Context) error {
-	s := r.spec
-	ctx, cancel := context.WithTimeout(ctx, r.p.opts.TaskTimeout)
-	defer cancel()
-	delay := 50 * time.Millisecond
-	for {
-		cfg, err := r.p.api.ContainerConfig(ctx, s.Node, s.VMID)
-		if errors.Is(err, pve.ErrNotFound) {
-			return fmt.Errorf("CT %d disappeared while its clone finished (PVE removes a failed clone's target): run the command again", s.VMID)
-		}
-		if err != nil {
-			return err
-		}
-		if cfg.Get("lock") == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("CT %d is still locked (%s): %w", s.VMID, cfg.Get("lock"), ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, time.Second)
+	err := r.p.waitNoLock(ctx, r.spec.Node, r.spec.VMID, r.p.opts.TaskTimeout)
+	if errors.Is(err, pve.ErrNotFound) {
+		return fmt.Errorf("CT %d disappeared while its clone finished (PVE removes a failed clone's target): run the command again", r.spec.VMID)
 	}
+	return err
 }
 
 // wantedConfig is the pod's config as create sets it: resources, net0
@@ -970,37 +953,31 @@ func (r *createRun) network(ctx context.Context) error {
 func (r *createRun) verify(ctx context.Context) error {
 	s := r.spec
 	want := s.Address().String()
-	vctx, cancel := context.WithTimeout(ctx, r.p.opts.VerifyTimeout)
-	defer cancel()
 	var last string
-	delay := 50 * time.Millisecond
-	for {
-		ifs, err := r.p.api.ContainerInterfaces(vctx, s.Node, s.VMID)
-		if err == nil {
-			last = "no eth0"
-			for _, i := range ifs {
-				if i.Name == "eth0" {
-					last = i.Inet
-				}
-			}
-			if last == want {
-				break
-			}
-		} else if vctx.Err() == nil && !errors.Is(err, pve.ErrTransient) {
-			return err
+	err := pollUntil(ctx, r.p.opts.VerifyTimeout, func(ctx context.Context) (bool, error) {
+		ifs, err := r.p.api.ContainerInterfaces(ctx, s.Node, s.VMID)
+		if errors.Is(err, pve.ErrTransient) {
+			return false, nil
 		}
-		select {
-		case <-vctx.Done():
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if r.consoleRefused && last == s.TemplateIP.String()+"/"+strconv.Itoa(s.Subnet.Bits()) {
-				return fmt.Errorf("eth0 of CT %d came up with the template's address %s, not %s: the template's %s overrides net0 and this PVE's console refuses API tokens, so it could not be replaced; pass --console-user and --console-password-file, or remove that file from the template", s.VMID, last, want, netcfg.NetplanPath)
-			}
-			return fmt.Errorf("eth0 of CT %d shows %q, not %s, after %s", s.VMID, last, want, r.p.opts.VerifyTimeout)
-		case <-time.After(delay):
+		if err != nil {
+			return false, err
 		}
-		delay = min(delay*2, time.Second)
+		last = "no eth0"
+		for _, i := range ifs {
+			if i.Name == "eth0" {
+				last = i.Inet
+			}
+		}
+		return last == want, nil
+	})
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		if r.consoleRefused && last == s.TemplateIP.String()+"/"+strconv.Itoa(s.Subnet.Bits()) {
+			return fmt.Errorf("eth0 of CT %d came up with the template's address %s, not %s: the template's %s overrides net0 and this PVE's console refuses API tokens, so it could not be replaced; pass --console-user and --console-password-file, or remove that file from the template", s.VMID, last, want, netcfg.NetplanPath)
+		}
+		return fmt.Errorf("eth0 of CT %d shows %q, not %s, after %s", s.VMID, last, want, r.p.opts.VerifyTimeout)
+	case err != nil:
+		return err
 	}
 	r.res.Checks = append(r.res.Checks, Check{Name: "eth0 address", OK: true, Detail: want})
 

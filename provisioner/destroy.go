@@ -366,33 +366,6 @@ func lockAdvice(vmid int, lock string) string {
 	return "another PVE task holds it; " + stale
 }
 
-// pollUntil calls probe until it reports done, backing off from 50 ms to
-// 1 s, for at most limit; it returns context.DeadlineExceeded when limit
-// passes first.
-func pollUntil(ctx context.Context, limit time.Duration, probe func(ctx context.Context) (bool, error)) error {
-	pctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	delay := 50 * time.Millisecond
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-pctx.Done():
-			return pctx.Err()
-		case <-timer.C:
-		}
-		done, err := probe(pctx)
-		if pctx.Err() != nil {
-			return pctx.Err() // the probe was cut short by the limit
-		}
-		if err != nil || done {
-			return err
-		}
-		timer.Reset(delay)
-		delay = min(delay*2, time.Second)
-	}
-}
-
 // deleteGuest is PVE's DELETE with purge (removes it from HA, replication
 // jobs and pools) and destroy-unreferenced-disks, retried on locks. A lost
 // answer or a failed task is settled by checking whether the CT is gone: a

@@ -188,3 +188,30 @@ func (e *problem) Is(target error) bool { return target == e.kind }
 func problemf(kind error, format string, args ...interface{}) error {
 	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}
 }
+
+// pollUntil calls probe until it reports done, backing off from 50 ms to
+// 1 s, for at most limit; it returns context.DeadlineExceeded when limit
+// passes first.
+func pollUntil(ctx context.Context, limit time.Duration, probe func(ctx context.Context) (bool, error)) error {
+	pctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	delay := 50 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-pctx.Done():
+			return pctx.Err()
+		case <-timer.C:
+		}
+		done, err := probe(pctx)
+		if pctx.Err() != nil {
+			return pctx.Err() // the probe was cut short by the limit
+		}
+		if err != nil || done {
+			return err
+		}
+		timer.Reset(delay)
+		delay = min(delay*2, time.Second)
+	}
+}
