@@ -860,27 +860,16 @@ func (r *createRun) startCT(ctx context.Context) error {
 // runningSoon reports whether the CT is running, or gets there within a
 // start task's usual time.
 func (r *createRun) runningSoon(ctx context.Context) (bool, error) {
-	s := r.spec
-	delay := 50 * time.Millisecond
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		st, err := r.p.api.ContainerStatus(ctx, s.Node, s.VMID)
-		if err != nil {
-			return false, err
-		}
-		if st.Status == "running" {
-			return true, nil
-		}
-		if time.Now().After(deadline) {
-			return false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 500*time.Millisecond)
+	running := false
+	err := pollUntil(ctx, 2*time.Second, func(ctx context.Context) (bool, error) {
+		st, err := r.p.api.ContainerStatus(ctx, r.spec.Node, r.spec.VMID)
+		running = err == nil && st.Status == "running"
+		return running, err
+	})
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return false, nil
 	}
+	return running, err
 }
 
 // inConsole attaches to the pod's console and runs fn there, as one
