@@ -47,27 +47,20 @@ func grepLines(s, prefix string) []string {
 }
 
 // rootfsSize reads size=8G from a rootfs value, in bytes; 0 if absent.
+// Like PVE's parse_size, a number without a unit is bytes.
 func rootfsSize(rootfs string) int64 {
 	for _, kv := range strings.Split(rootfs, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k != "size" || v == "" {
 			continue
 		}
-		unit := int64(1 << 30)
-		switch v[len(v)-1] {
-		case 'T':
-			unit = 1 << 40
-		case 'G':
-			unit = 1 << 30
-		case 'M':
-			unit = 1 << 20
-		case 'K':
-			unit = 1 << 10
-		default:
-			unit = 1 << 30 // PVE reads a bare number as GiB
-			v += "G"
+		unit := map[byte]int64{'K': 1 << 10, 'M': 1 << 20, 'G': 1 << 30, 'T': 1 << 40}[v[len(v)-1]]
+		if unit == 0 {
+			unit = 1
+		} else {
+			v = v[:len(v)-1]
 		}
-		n, err := strconv.ParseFloat(v[:len(v)-1], 64)
+		n, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return 0
 		}
