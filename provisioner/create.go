@@ -92,7 +92,9 @@ type createRun struct {
 	existing *pve.Config
 	lease    *AddressLease
 	cmode    string // the template's cmode, restored after the push
-	hwaddr   string
+	// rootfsBytes is the template's rootfs size: the room a full clone needs.
+	rootfsBytes int64
+	hwaddr      string
 	// cloned is the clone's net0: the template's NIC options (firewall,
 	// MTU, VLAN tag) carry over to the pod.
 	cloned netcfg.Net0
@@ -458,6 +460,7 @@ func (r *createRun) checkTemplate(ctx context.Context) error {
 		return problemf(ErrPreflight, "CT %d is not a template: convert it in PVE (More > Convert to template) or pass --template with the golden template", s.Template)
 	}
 	r.cmode = cfg.Get("cmode")
+	r.rootfsBytes = rootfsSize(cfg.Get("rootfs"))
 	// The clone will carry the template's NIC options; configure reads the
 	// clone's own net0, a dry run only has the template's.
 	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err == nil {
@@ -507,11 +510,7 @@ func (r *createRun) checkExisting(ctx context.Context) error {
 
 func (r *createRun) checkStorage(ctx context.Context) error {
 	s := r.spec
-	tpl, err := r.p.api.ContainerConfig(ctx, s.Node, s.Template)
-	if err != nil {
-		return r.apiProblem("read template", err)
-	}
-	need := rootfsSize(tpl.Get("rootfs"))
+	need := r.rootfsBytes
 	storages, err := r.p.api.Storages(ctx, s.Node)
 	if err != nil {
 		return r.apiProblem("list storages on "+s.Node, err)
