@@ -30,6 +30,7 @@ type options struct {
 	taskScale       float64
 	taskDurations   []string
 	stateFile       string
+	applianceMirror string
 	dataDir         string
 	faults          []string
 	termproxyTokens string
@@ -72,6 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.taskScale, "task-scale", 1, "multiply every task duration (0.01 = 100x faster)")
 	fs.StringArrayVar(&o.taskDurations, "task-duration", nil, "task duration before scaling, TYPE=DURATION, e.g. vzclone=10s (repeatable)")
 	fs.StringVar(&o.stateFile, "state", "", "state file: loaded at start if present, written at exit")
+	fs.StringVar(&o.applianceMirror, "appliance-mirror", "", "base URL (loopback only) of a mirror of the appliance templates, laid out like download.proxmox.com/images; default: the simulator synthesises them")
 	fs.StringVar(&o.dataDir, "data-dir", "", "container root directories (default: a temporary directory removed at exit)")
 	fs.StringArrayVar(&o.faults, "fault", nil, "inject a fault (repeatable): "+pvesim.FaultSyntax)
 	fs.StringVar(&o.termproxyTokens, "termproxy-tokens", "auto", "console with API tokens: auto (9.1 accepts, 8.4 rejects), accept or reject")
@@ -96,6 +98,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		AuthFailDelay:   o.authFailDelay,
 		TermproxyTokens: o.termproxyTokens,
 		StateFile:       o.stateFile,
+		ApplianceMirror: o.applianceMirror,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}
