@@ -33,8 +33,10 @@ func Example() {
 				}
 				return "", nil
 			},
-			Run:  func(context.Context) error { s.made = true; return nil },
-			Plan: func(context.Context) ([]flow.Call, error) { return []flow.Call{{Method: "POST", Path: "/nodes/pve/qemu/9000/clone"}}, nil },
+			Run: func(context.Context) error { s.made = true; return nil },
+			Plan: func(context.Context) ([]flow.Call, error) {
+				return []flow.Call{{Method: "POST", Path: "/nodes/pve/qemu/9000/clone"}}, nil
+			},
 			Undo: func(ctx context.Context, rb flow.Rollback) flow.Outcome {
 				if !s.made {
 					return flow.Outcome{}
