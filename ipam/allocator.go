@@ -122,16 +122,9 @@ func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
 // already hold a lease it is returned (a reservation's expiry is renewed);
 // if their reservation expired, its address and VMID are preferred.
 func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
-	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
-		return Lease{}, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
-			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
-	}
-	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
-		return Lease{}, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
-	}
-	guests, err := a.inv.Used(ctx)
+	guests, err := a.guestsFor(ctx, req)
 	if err != nil {
-		return Lease{}, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+		return Lease{}, err
 	}
 	var lease Lease
 	var claimed netip.Addr
@@ -170,6 +163,23 @@ func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
 	}
 	a.log.WithFields(logrus.Fields{"ip": lease.IP, "vmid": lease.VMID, "hostname": lease.Hostname, "owner": lease.Owner}).Info("ipam: reserved")
 	return lease, nil
+}
+
+// guestsFor refuses an explicit address or VMID outside what the pool hands
+// out, then reads PVE's guests, for Reserve and Peek.
+func (a *Allocator) guestsFor(ctx context.Context, req Request) ([]Guest, error) {
+	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
+		return nil, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
+			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+	}
+	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
+		return nil, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
+	}
+	guests, err := a.inv.Used(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+	}
+	return guests, nil
 }
 
 // reuse returns the caller's existing active lease, renewing a reservation.
@@ -318,16 +328,9 @@ func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
 // Reserve would pick, with the same refusals. A dry run tells from it what
 // a create would get; another caller may take it first.
 func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
-	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
-		return Lease{}, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
-			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
-	}
-	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
-		return Lease{}, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
-	}
-	guests, err := a.inv.Used(ctx)
+	guests, err := a.guestsFor(ctx, req)
 	if err != nil {
-		return Lease{}, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+		return Lease{}, err
 	}
 	reg, err := a.store.Load(ctx)
 	if err != nil {
