@@ -346,3 +346,28 @@ func TestCreateWithoutIPAM(t *testing.T) {
 		t.Errorf("reserve phases %v", ph)
 	}
 }
+
+// TestConsoleRefusingTokensOnTheFake: on a PVE whose console refuses API
+// tokens, the push and the in-pod checks are skipped with a warning each,
+// and create relies on net0.
+func TestConsoleRefusingTokensOnTheFake(t *testing.T) {
+	env := newFastEnv(t)
+	env.api.ConsoleRefusesTokens = true
+	var ev events
+	res, err := env.provisioner(provisioner.Options{}).Create(context.Background(),
+		provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91), Reporter: &ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 2 || !strings.Contains(res.Warnings[0], "refuses API-token tickets") || len(res.Checks) != 1 {
+		t.Errorf("warnings %q, checks %+v", res.Warnings, res.Checks)
+	}
+	for _, step := range []string{provisioner.StepNetwork, provisioner.StepVerify} {
+		if ph := ev.phases(step); !reflect.DeepEqual(ph, []provisioner.Phase{provisioner.PhaseStart, provisioner.PhaseWarn, provisioner.PhaseDone}) {
+			t.Errorf("%s: %v", step, ph)
+		}
+	}
+	if g, _ := env.api.Guest(9101); strings.Contains(string(g.Files[pvetest.NetplanLeftover]), "10.1.10.91") {
+		t.Error("netplan was pushed through a console that refuses tokens")
+	}
+}

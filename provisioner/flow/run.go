@@ -290,6 +290,3 @@ func (r *Run) Seconds() map[string]float64 {
 
 // Warnings are the warnings of the run so far, in order.
 func (r *Run) Warnings() []string { return append([]string(nil), r.warnings...) }
-
-// Started is when the run began, by the run's clock.
-func (r *Run) Started() time.Time { return r.start }

@@ -185,36 +185,6 @@ func (f *Fake) Guest(vmid int) (Guest, bool) {
 	return g.clone(), true
 }
 
-// SetConfig sets (or with "" removes) one config key of guest vmid.
-func (f *Fake) SetConfig(vmid int, key, value string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if g, ok := f.guests[vmid]; ok {
-		setKey(g.Config, key, value)
-	}
-}
-
-// SetStatus sets a guest's power state.
-func (f *Fake) SetStatus(vmid int, status string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if g, ok := f.guests[vmid]; ok {
-		g.Status = status
-	}
-}
-
-// VMIDs lists the guests' VMIDs in order.
-func (f *Fake) VMIDs() []int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]int, 0, len(f.guests))
-	for id := range f.guests {
-		out = append(out, id)
-	}
-	sort.Ints(out)
-	return out
-}
-
 // Inject adds a fault.
 func (f *Fake) Inject(fl Fault) {
 	f.mu.Lock()
@@ -235,17 +205,6 @@ func (f *Fake) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Call(nil), f.calls...)
-}
-
-// CallsTo are the calls of one method.
-func (f *Fake) CallsTo(method string) []Call {
-	var out []Call
-	for _, c := range f.Calls() {
-		if c.Method == method {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // CallCount is how many calls were made so far: a mark for Mutations.
