@@ -198,6 +198,10 @@ func (r *Run) unwind(ctx context.Context, rb Rollback) (said string, left bool) 
 	// The rollback must run even when ctx is what failed (a timeout).
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.UndoBudget)
 	defer cancel()
+	// What the undos report (a retry, a warning) is progress of the step
+	// the run ended at.
+	r.current = &Step{Name: rb.Step}
+	defer func() { r.current = nil }()
 	var main, asides []string
 	for i := len(r.ledger) - 1; i >= 0; i-- {
 		e := r.ledger[i]
