@@ -13,7 +13,7 @@ import (
 
 // Create is one flow on the flow engine: the steps below, in createSteps'
 // order, each in the file of its concern (validate.go, reserve.go,
-// preflight.go, clone.go, configure.go, network.go, verify.go,
+// preflight.go, clone.go, configure.go, start.go, network.go, verify.go,
 // finalize.go; rollback.go holds what undoing them means). Plan derives
 // the dry run from the same steps.
 
@@ -32,7 +32,8 @@ const (
 )
 
 // createSteps is create's step order, as data: moving a step is moving its
-// line (README's "What it does" lists the same order).
+// line. (README's "What it does" lists preflight before reserve: the order
+// issue 13 moves to.)
 var createSteps = []func(*createRun) flow.Step{
 	(*createRun).validateStep,
 	(*createRun).reserveStep,
