@@ -23,7 +23,7 @@ demo: build
 
 # N pods against pvesim with realistic (scaled) task durations.
 bench: build
-	$(GO) test -run '^$$' -bench BenchmarkBatchCreate -benchtime 1x -count 1 ./provisioner/...
+	$(GO) test -run '^$$' -bench BenchmarkBatchCreate -benchtime 1x -count 1 ./cmd/cloudpod/
 
 # Re-record the HTTP fixtures (against pvesim unless PVE_URL is set).
 fixtures:

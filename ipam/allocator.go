@@ -122,16 +122,9 @@ func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
 // already hold a lease it is returned (a reservation's expiry is renewed);
 // if their reservation expired, its address and VMID are preferred.
 func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
-	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
-		return Lease{}, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
-			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
-	}
-	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
-		return Lease{}, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
-	}
-	guests, err := a.inv.Used(ctx)
+	guests, err := a.guestsFor(ctx, req)
 	if err != nil {
-		return Lease{}, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+		return Lease{}, err
 	}
 	var lease Lease
 	var claimed netip.Addr
@@ -170,6 +163,23 @@ func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
 	}
 	a.log.WithFields(logrus.Fields{"ip": lease.IP, "vmid": lease.VMID, "hostname": lease.Hostname, "owner": lease.Owner}).Info("ipam: reserved")
 	return lease, nil
+}
+
+// guestsFor refuses an explicit address or VMID outside what the pool hands
+// out, then reads PVE's guests, for Reserve and Peek.
+func (a *Allocator) guestsFor(ctx context.Context, req Request) ([]Guest, error) {
+	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
+		return nil, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
+			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+	}
+	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
+		return nil, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
+	}
+	guests, err := a.inv.Used(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+	}
+	return guests, nil
 }
 
 // reuse returns the caller's existing active lease, renewing a reservation.
@@ -310,6 +320,74 @@ func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
 		}
 	}
 	return netip.Addr{}, 0, fmt.Errorf("next in pool %s: no free address in %s-%s: %w", a.pool.Name, a.pool.First, a.pool.Last, ErrPoolExhausted)
+}
+
+// Peek returns the lease Reserve would hand out for req now, without
+// reserving (or, with a claimer, claiming) anything: the active lease of
+// req's owner and hostname if they hold one, else the address and VMID
+// Reserve would pick, with the same refusals. A dry run tells from it what
+// a create would get; another caller may take it first.
+func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
+	guests, err := a.guestsFor(ctx, req)
+	if err != nil {
+		return Lease{}, err
+	}
+	reg, err := a.store.Load(ctx)
+	if err != nil {
+		return Lease{}, err
+	}
+	now := a.now()
+	wrap := func(err error) error { return fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err) }
+	if i := a.findKey(reg, req, now); i >= 0 {
+		var l Lease
+		if err := a.reuse(&reg.Leases[i], req, now, &l); err != nil {
+			return Lease{}, wrap(err)
+		}
+		return l, nil
+	}
+	used, err := a.occupancy(ctx, reg, guests, now)
+	if err != nil {
+		return Lease{}, wrap(err)
+	}
+	// Reserve releases expired reservations before it looks for the
+	// owner's previous lease: an expired one counts here too.
+	var prev *Lease
+	for i, l := range reg.Leases {
+		if l.Pool == a.pool.Name && req.keyed() && l.Owner == req.Owner && l.Hostname == req.Hostname &&
+			(l.State == StateReleased || l.Expired(now)) && (prev == nil || prev.UpdatedAt.Before(l.UpdatedAt)) {
+			prev = &reg.Leases[i]
+		}
+	}
+	vmid, err := a.pickVMID(req, used, prev)
+	if err != nil {
+		return Lease{}, wrap(err)
+	}
+	ip := req.IP
+	if ip.IsValid() {
+		if holder, taken := used.addrs[ip]; taken {
+			return Lease{}, wrap(&InUseError{What: "address " + ip.String(), Holder: holder})
+		}
+	} else if ip = a.freeIP(used, prev); !ip.IsValid() {
+		return Lease{}, wrap(fmt.Errorf("no free address in %s-%s: %w", a.pool.First, a.pool.Last, ErrPoolExhausted))
+	}
+	return Lease{Pool: a.pool.Name, IP: ip, VMID: vmid, Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner,
+		State: StateReserved, Source: SourceCloudpod}, nil
+}
+
+// freeIP is the address Reserve tries first: prev's when it is free, else
+// the lowest free one; zero when none is.
+func (a *Allocator) freeIP(used inUse, prev *Lease) netip.Addr {
+	if prev != nil && a.pool.Allocatable(prev.IP) {
+		if _, taken := used.addrs[prev.IP]; !taken {
+			return prev.IP
+		}
+	}
+	for ip := range a.pool.addrs {
+		if _, taken := used.addrs[ip]; !taken {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }
 
 // List returns every lease in the registry, all pools, ordered by address.

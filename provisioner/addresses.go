@@ -11,6 +11,9 @@ type Addresses interface {
 	// one). Reserving again for the same owner and hostname returns the same
 	// lease, so a re-run after a crash converges.
 	Reserve(ctx context.Context, req AddressRequest) (AddressLease, error)
+	// Peek is the lease Reserve would hand out now, reserving nothing: a
+	// dry run says from it what a create would get.
+	Peek(ctx context.Context, req AddressRequest) (AddressLease, error)
 	// Assign marks the lease as in use by a running pod.
 	Assign(ctx context.Context, lease AddressLease) error
 	// Release frees the lease (rollback, destroy).
@@ -36,3 +39,24 @@ type AddressLease struct {
 // get the same lease back, whoever asks (create's reserve step, the
 // service's early allocation, a re-run after a crash).
 func LeaseOwner(tenant, hostname string) string { return "cloudpods/" + tenant + "/" + hostname }
+
+// Allocates reports whether the provisioner has IPAM to pick VMIDs and
+// addresses from.
+func (p *Provisioner) Allocates() bool { return p.opts.Addresses != nil }
+
+// Reserve holds the next free VMID and address for tenant's hostname under
+// the pod's lease owner (LeaseOwner): the very lease create's reserve step
+// then gets back, so the service can answer a create that leaves both out
+// with the pair at once. Asking again returns the same pair. IPAM's
+// refusals (nothing free, the hostname holding other numbers) are
+// conflicts by KindOf.
+func (p *Provisioner) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
+	if p.opts.Addresses == nil {
+		return 0, netip.Addr{}, problemf(ErrInvalidSpec, "no IPAM is configured to pick a VMID and address for %s: give both", hostname)
+	}
+	l, err := p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: LeaseOwner(tenant, hostname)})
+	if err != nil {
+		return 0, netip.Addr{}, err
+	}
+	return l.VMID, l.IP, nil
+}

@@ -78,9 +78,9 @@ func (a *AuditLog) Append(e AuditEntry) error {
 
 // audit records one run of a mutating command; a failing audit log is
 // logged, not fatal: the pod's state matters more than the record of it.
-func (p *Provisioner) audit(command string, s Spec, requester string, start time.Time, err error) {
+func (p *Provisioner) audit(command string, s Spec, requester string, took time.Duration, err error) {
 	e := AuditEntry{Time: p.opts.Now().UTC(), Command: command, VMID: s.VMID, Hostname: s.Hostname, Node: s.Node,
-		Tenant: s.Tenant, Requester: requester, Outcome: "ok", Duration: p.opts.Now().Sub(start).Seconds()}
+		Tenant: s.Tenant, Requester: requester, Outcome: "ok", Duration: took.Seconds()}
 	if s.IP.IsValid() {
 		e.IP = s.IP.String()
 	}

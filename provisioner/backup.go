@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/migrahosting/cloudpods/provisioner/flow"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
@@ -50,56 +51,61 @@ const lostBackupGrace = 2 * time.Second
 // Backup takes a vzdump of a pod: snapshot mode (vzdump itself falls back
 // to suspend where a volume cannot snapshot), zstd, notes naming hostname,
 // tenant and vmid. No prune-backups is sent, so the storage's own
-// retention applies.
+// retention applies. It is a flow of one step, backup.
 func (p *Provisioner) Backup(ctx context.Context, req BackupRequest) (Backup, error) {
-	start := p.opts.Now()
-	b, spec, err := p.backup(ctx, req)
-	p.audit("backup", spec, req.Requester, start, err)
-	return b, err
-}
-
-func (p *Provisioner) backup(ctx context.Context, req BackupRequest) (Backup, Spec, error) {
-	spec := Spec{VMID: req.VMID, Node: req.Node}
-	rep := req.Reporter
-	if rep == nil {
-		rep = nopReporter{}
-	}
-	ev := func(ph Phase, msg string) {
-		rep.Report(Event{Time: p.opts.Now(), VMID: req.VMID, Step: "backup", Phase: ph, Message: msg})
-	}
 	if req.Storage == "" {
 		req.Storage = DefaultBackupStorage
 	}
 	if req.LockWait <= 0 {
 		req.LockWait = 2 * time.Minute
 	}
-	cfg, err := p.api.ContainerConfig(ctx, req.Node, req.VMID)
+	b := &backupRun{p: p, req: req, g: pve.CT(req.Node, req.VMID), spec: Spec{VMID: req.VMID, Node: req.Node}}
+	b.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return req.VMID }, Reporter: req.Reporter,
+		Audit: func(err error, took time.Duration) { p.audit("backup", b.spec, req.Requester, took, err) }})
+	err := b.run.Execute(ctx, []flow.Step{{Name: StepBackup, Run: b.backup}})
+	return b.out, err
+}
+
+// backupRun is the state of one backup.
+type backupRun struct {
+	p   *Provisioner
+	req BackupRequest
+	g   pve.GuestRef
+	run *flow.Run
+	// spec is what the audit log records of the pod.
+	spec Spec
+	out  Backup
+}
+
+// backup checks the CT and the storage, waits out a lock, runs vzdump and
+// finds the archive it wrote.
+func (b *backupRun) backup(ctx context.Context) error {
+	p, req := b.p, b.req
+	cfg, err := p.api.GuestConfig(ctx, b.g)
 	if errors.Is(err, pve.ErrNotFound) {
-		return Backup{}, spec, problemf(ErrPreflight, "CT %d does not exist on node %s: nothing to back up", req.VMID, req.Node)
+		return problemf(ErrPreflight, "CT %d does not exist on node %s: nothing to back up", req.VMID, req.Node)
 	}
 	if err != nil {
-		return Backup{}, spec, fmt.Errorf("read CT %d: %w", req.VMID, err)
+		return fmt.Errorf("read CT %d: %w", req.VMID, err)
 	}
-	spec.Hostname = cfg.Get("hostname")
-	spec.IP = parseAddr(configIP(cfg))
+	b.spec.Hostname = cfg.Get("hostname")
+	b.spec.IP = parseAddr(configIP(cfg))
 	if m, ok := ParseMarker(cfg.Get("description")); ok && m.Owns(req.VMID) {
-		spec.Tenant = m.Tenant
+		b.spec.Tenant = m.Tenant
 	}
 	if err := p.checkBackupStorage(ctx, req.Node, req.Storage); err != nil {
-		return Backup{}, spec, err
+		return err
 	}
-	ev(PhaseStart, fmt.Sprintf("vzdump to %s", req.Storage))
 	// vzdump fails at once on a locked CT; a lock from a task that is about
 	// to finish (a snapshot, another backup) is worth waiting for.
-	if err := p.waitNoLock(ctx, req.Node, req.VMID, req.LockWait); err != nil {
-		ev(PhaseFail, err.Error())
-		return Backup{}, spec, err
+	if err := p.waitNoLock(ctx, b.g, req.LockWait); err != nil {
+		return err
 	}
 	before := archiveCounts{}
 	if vols, err := p.api.StorageContent(ctx, req.Node, req.Storage, "backup"); err == nil {
 		before.add(vols)
 	}
-	opts := pve.BackupOptions{VMID: req.VMID, Storage: req.Storage, Mode: "snapshot", Compress: "zstd", NotesTemplate: backupNotes(spec.Tenant)}
+	opts := pve.BackupOptions{VMID: req.VMID, Storage: req.Storage, Mode: "snapshot", Compress: "zstd", NotesTemplate: backupNotes(b.spec.Tenant)}
 	var upid string
 	var adopted *pve.Volume
 	err = p.opts.Retry.Do(ctx, fmt.Sprintf("back up CT %d to %s", req.VMID, req.Storage), func(ctx context.Context) error {
@@ -115,13 +121,12 @@ func (p *Provisioner) backup(ctx context.Context, req BackupRequest) (Backup, Sp
 		_, err = p.wait(ctx, req.Node, upid)
 		return err
 	}, func(ctx context.Context, _ error) (bool, error) {
-		v, err := p.findLostBackup(ctx, req.Node, req.Storage, req.VMID, before)
+		v, err := p.findLostBackup(ctx, b.g, req.Storage, before)
 		adopted = v
 		return v != nil, err
 	})
 	if err != nil {
-		ev(PhaseFail, err.Error())
-		return Backup{}, spec, err
+		return err
 	}
 	newest, mode := adopted, ""
 	if newest == nil {
@@ -129,18 +134,18 @@ func (p *Provisioner) backup(ctx context.Context, req BackupRequest) (Backup, Sp
 		archive, mode = p.vzdumpLog(ctx, req.Node, upid)
 		newest, err = p.archiveOf(ctx, req.Node, req.Storage, req.VMID, archive, before)
 		if err != nil {
-			return Backup{}, spec, fmt.Errorf("backup of CT %d done (task %s), but listing %s failed: %w", req.VMID, upid, req.Storage, err)
+			return fmt.Errorf("backup of CT %d done (task %s), but listing %s failed: %w", req.VMID, upid, req.Storage, err)
 		}
 		if newest == nil {
-			return Backup{}, spec, fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
+			return fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
 		}
 	}
-	b := Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage, Mode: mode}
+	b.out = Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage, Mode: mode}
 	if adopted == nil {
-		b.Task = upid
+		b.out.Task = upid
 	}
-	ev(PhaseDone, fmt.Sprintf("%s (%s)", b.VolID, humanBytes(b.Size)))
-	return b, spec, nil
+	b.run.Note(fmt.Sprintf("%s (%s)", b.out.VolID, humanBytes(b.out.Size)))
+	return nil
 }
 
 // backupNotes is the notes-template: vzdump expands the {{…}} variables;
@@ -201,7 +206,8 @@ func (p *Provisioner) archiveOf(ctx context.Context, node, storage string, vmid 
 // findLostBackup settles a vzdump whose answer was lost: its worker locks
 // the CT ("backup") while it runs and leaves an archive behind. Nothing of
 // either within lostBackupGrace means the call did not start a backup.
-func (p *Provisioner) findLostBackup(ctx context.Context, node, storage string, vmid int, before archiveCounts) (*pve.Volume, error) {
+func (p *Provisioner) findLostBackup(ctx context.Context, g pve.GuestRef, storage string, before archiveCounts) (*pve.Volume, error) {
+	node, vmid := g.Node, g.VMID
 	var found *pve.Volume
 	running := false
 	err := pollUntil(ctx, lostBackupGrace, func(ctx context.Context) (bool, error) {
@@ -210,7 +216,7 @@ func (p *Provisioner) findLostBackup(ctx context.Context, node, storage string, 
 			found = v
 			return true, err
 		}
-		cfg, err := p.api.ContainerConfig(ctx, node, vmid)
+		cfg, err := p.api.GuestConfig(ctx, g)
 		running = cfg.Get("lock") == "backup"
 		return running, err
 	})
@@ -222,7 +228,7 @@ func (p *Provisioner) findLostBackup(ctx context.Context, node, storage string, 
 	case err != nil:
 		return nil, err
 	}
-	if err := p.waitNoLock(ctx, node, vmid, p.opts.TaskTimeout); err != nil {
+	if err := p.waitNoLock(ctx, g, p.opts.TaskTimeout); err != nil {
 		return nil, err
 	}
 	return p.newArchive(ctx, node, storage, vmid, before)

@@ -13,6 +13,7 @@ import (
 	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/internal/simtest"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 	"github.com/migrahosting/cloudpods/provisioner/pve/goproxmox"
 )
 
@@ -67,21 +68,21 @@ func TestCreateOnPVEWhoseConsoleRefusesTokens(t *testing.T) {
 func TestTemplateNetplanWinsWithoutThePush(t *testing.T) {
 	env := simtest.Start(t, nil)
 	ctx := context.Background()
-	upid, err := env.API.CloneContainer(ctx, "pve", 9000, cloneOpts(9101))
+	upid, err := env.API.CloneGuest(ctx, pve.CT("pve", 9000), cloneOpts(9101))
 	must(t, err)
 	_, err = waitTask(ctx, env, upid)
 	must(t, err)
-	cfg, err := env.API.ContainerConfig(ctx, "pve", 9101)
+	cfg, err := env.API.GuestConfig(ctx, pve.CT("pve", 9101))
 	must(t, err)
 	n, err := netcfg.ParseNet0(cfg.Get("net0"))
 	must(t, err)
 	n.IP, n.GW = "10.1.10.91/24", "10.1.10.1"
-	must(t, env.API.UpdateContainerConfig(ctx, "pve", 9101, configUpdate("net0", n.String())))
-	upid, err = env.API.StartContainer(ctx, "pve", 9101)
+	must(t, env.API.UpdateGuestConfig(ctx, pve.CT("pve", 9101), configUpdate("net0", n.String())))
+	upid, err = env.API.StartGuest(ctx, pve.CT("pve", 9101))
 	must(t, err)
 	_, err = waitTask(ctx, env, upid)
 	must(t, err)
-	ifs, err := env.API.ContainerInterfaces(ctx, "pve", 9101)
+	ifs, err := env.API.GuestInterfaces(ctx, pve.CT("pve", 9101))
 	must(t, err)
 	for _, i := range ifs {
 		if i.Name == "eth0" && i.Inet != "10.1.10.90/24" {

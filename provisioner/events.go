@@ -1,40 +1,25 @@
 package provisioner
 
-import "time"
+import "github.com/migrahosting/cloudpods/provisioner/flow"
 
-// Phase of a step event.
-type Phase string
-
-const (
-	PhaseStart Phase = "start"
-	PhaseDone  Phase = "done"
-	PhaseSkip  Phase = "skip" // already in the wanted state
-	PhaseFail  Phase = "fail"
-	PhaseWarn  Phase = "warn"
-	PhaseInfo  Phase = "info"
+// Progress types are the flow engine's; the names here keep the
+// provisioner's API whole for the CLI and the service.
+type (
+	Phase        = flow.Phase
+	Event        = flow.Event
+	Reporter     = flow.Reporter
+	ReporterFunc = flow.ReporterFunc
+	// PlannedCall is one call a dry run says create would make.
+	PlannedCall = flow.Call
+	// StepError is a failure at one step of a flow (flow.StepError).
+	StepError = flow.StepError
 )
 
-// Event is one line of progress.
-type Event struct {
-	Time    time.Time     `json:"time"`
-	VMID    int           `json:"vmid,omitempty"`
-	Step    string        `json:"step"`
-	Phase   Phase         `json:"phase"`
-	Elapsed time.Duration `json:"-"`
-	Message string        `json:"message,omitempty"`
-}
-
-// Reporter receives progress. Implementations must be safe for concurrent
-// use: batch creates report from several goroutines.
-type Reporter interface {
-	Report(Event)
-}
-
-// ReporterFunc adapts a function.
-type ReporterFunc func(Event)
-
-func (f ReporterFunc) Report(e Event) { f(e) }
-
-type nopReporter struct{}
-
-func (nopReporter) Report(Event) {}
+const (
+	PhaseStart = flow.PhaseStart
+	PhaseDone  = flow.PhaseDone
+	PhaseSkip  = flow.PhaseSkip
+	PhaseFail  = flow.PhaseFail
+	PhaseWarn  = flow.PhaseWarn
+	PhaseInfo  = flow.PhaseInfo
+)

@@ -230,8 +230,8 @@ type consoleFaults struct {
 	fired  bool
 }
 
-func (c *consoleFaults) OpenTerminal(ctx context.Context, node string, vmid int) (pve.Terminal, error) {
-	term, err := c.API.OpenTerminal(ctx, node, vmid)
+func (c *consoleFaults) OpenTerminal(ctx context.Context, g pve.GuestRef) (pve.Terminal, error) {
+	term, err := c.API.OpenTerminal(ctx, g)
 	if err != nil {
 		return nil, err
 	}

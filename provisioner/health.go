@@ -74,7 +74,8 @@ const dnsProbeName = "deb.debian.org"
 // then says unknown.
 func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bool) (Health, error) {
 	h := Health{VMID: vmid, Node: node, State: Unknown}
-	cfg, err := p.api.ContainerConfig(ctx, node, vmid)
+	g := pve.CT(node, vmid)
+	cfg, err := p.api.GuestConfig(ctx, g)
 	if errors.Is(err, pve.ErrNotFound) {
 		h.State = Down
 		h.Problems = []string{fmt.Sprintf("CT %d does not exist on node %s", vmid, node)}
@@ -90,7 +91,7 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 	if ours {
 		h.Tenant = m.Tenant
 	}
-	st, err := p.api.ContainerStatus(ctx, node, vmid)
+	st, err := p.api.GuestStatus(ctx, g)
 	if err != nil {
 		h.Problems = []string{fmt.Sprintf("reading the status of CT %d: %v", vmid, err)}
 		return h, fmt.Errorf("status of CT %d: %w", vmid, err)
@@ -107,7 +108,7 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		h.Problems = append(h.Problems, fmt.Sprintf("PVE reports status %q", st.Status))
 	}
 	if st.Lock != "" {
-		h.degrade("CT is locked (%s): %s", st.Lock, lockAdvice(vmid, st.Lock))
+		h.degrade("CT is locked (%s): %s", st.Lock, lockAdvice(g, st.Lock))
 	}
 	if st.MaxMem > 0 && float64(st.Mem) > usageLimit*float64(st.MaxMem) {
 		h.degrade("memory use %s of %s", humanBytes(st.Mem), humanBytes(st.MaxMem))
@@ -126,7 +127,7 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		}
 	}
 	if deep && st.Status == "running" {
-		p.deepChecks(ctx, &h, node, vmid, cfg)
+		p.deepChecks(ctx, &h, g, cfg)
 	}
 	return h, nil
 }
@@ -134,10 +135,10 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 // deepChecks looks inside a running pod through its console: default
 // route, gateway ping, resolver, DNS resolution and the template's
 // services.
-func (p *Provisioner) deepChecks(ctx context.Context, h *Health, node string, vmid int, cfg pve.Config) {
+func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef, cfg pve.Config) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ExecTimeout)
 	defer cancel()
-	sh, done, err := p.openShell(ctx, node, vmid)
+	sh, done, err := p.openShell(ctx, g)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: %v", err))
 		return
@@ -156,7 +157,7 @@ func (p *Provisioner) deepChecks(ctx context.Context, h *Health, node string, vm
 	pcancel()
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: the console of CT %d gave no shell within %s (configured cmode %s); they need cmode=shell in effect, which a change takes at the next start",
-			vmid, consoleProbe, orDefault(cfg.Get("cmode"), "tty")))
+			g.VMID, consoleProbe, orDefault(cfg.Get("cmode"), "tty")))
 		return
 	}
 	if err != nil {
@@ -267,7 +268,7 @@ func (p *Provisioner) List(ctx context.Context, tenant, status string) ([]Pod, e
 	pods := make([]*Pod, len(candidates))
 	err = forEach(ctx, len(candidates), readParallel, func(ctx context.Context, i int) error {
 		g := candidates[i]
-		cfg, err := p.api.ContainerConfig(ctx, g.Node, g.VMID)
+		cfg, err := p.api.GuestConfig(ctx, g.Ref())
 		if errors.Is(err, pve.ErrNotFound) {
 			return nil // removed since the listing
 		}

@@ -25,22 +25,17 @@ func (inv Inventory) Used(ctx context.Context) ([]ipam.Guest, error) {
 	}
 	out := make([]ipam.Guest, 0, len(guests))
 	for _, g := range guests {
-		var cfg pve.Config
-		switch g.Type {
-		case "lxc":
-			cfg, err = inv.API.ContainerConfig(ctx, g.Node, g.VMID)
-		case "qemu":
-			cfg, err = inv.API.VMConfig(ctx, g.Node, g.VMID)
-		default:
+		if !g.Type.Valid() {
 			continue
 		}
+		cfg, err := inv.API.GuestConfig(ctx, g.Ref())
 		if errors.Is(err, pve.ErrNotFound) {
 			continue // removed since the listing
 		}
 		if err != nil {
 			return nil, fmt.Errorf("config of %s %d: %w", g.Type, g.VMID, err)
 		}
-		out = append(out, ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: g.Type, Addrs: ipam.ConfigAddrs(cfg.Values)})
+		out = append(out, ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: string(g.Type), Addrs: ipam.ConfigAddrs(cfg.Values)})
 	}
 	return out, nil
 }

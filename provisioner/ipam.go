@@ -4,15 +4,32 @@ import (
 	"context"
 
 	"github.com/migrahosting/cloudpods/ipam"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // IPAM adapts an ipam.Allocator to what the flows need.
 type IPAM struct{ Allocator *ipam.Allocator }
 
-var _ Addresses = IPAM{}
+var (
+	_ Addresses = IPAM{}
+	// The seam's optional SDN capability is what IPAM's pve-sdn backend
+	// speaks to.
+	_ ipam.SDN = pve.SDN(nil)
+)
 
 func (i IPAM) Reserve(ctx context.Context, req AddressRequest) (AddressLease, error) {
-	l, err := i.Allocator.Reserve(ctx, ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID})
+	return leaseOf(i.Allocator.Reserve(ctx, ipamRequest(req)))
+}
+
+func (i IPAM) Peek(ctx context.Context, req AddressRequest) (AddressLease, error) {
+	return leaseOf(i.Allocator.Peek(ctx, ipamRequest(req)))
+}
+
+func ipamRequest(req AddressRequest) ipam.Request {
+	return ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID}
+}
+
+func leaseOf(l ipam.Lease, err error) (AddressLease, error) {
 	if err != nil {
 		return AddressLease{}, err
 	}

@@ -75,7 +75,7 @@ func (l *lifecycle) lease(t *testing.T, ip netip.Addr) ipam.State {
 func (l *lifecycle) stop(t *testing.T, vmid int) {
 	t.Helper()
 	ctx := context.Background()
-	upid, err := l.env.API.StopContainer(ctx, "pve", vmid)
+	upid, err := l.env.API.StopGuest(ctx, pve.CT("pve", vmid))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/migrahosting/cloudpods/provisioner/flow"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
@@ -129,66 +129,6 @@ func (p *Provisioner) randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// Error kinds the CLI maps to exit codes and the service to HTTP statuses.
-var (
-	// ErrInvalidSpec: the request itself is wrong; nothing was contacted.
-	ErrInvalidSpec = errors.New("invalid request")
-	// ErrPreflight: PVE's state forbids the request (missing template,
-	// storage full, address in use…); nothing was created.
-	ErrPreflight = errors.New("preflight check failed")
-	// ErrConflict: the VMID holds a different pod or a guest that is not ours.
-	ErrConflict = errors.New("conflict")
-	// ErrRefused: a safety rule refused the action (destroy without --force…).
-	ErrRefused = errors.New("refused")
-	// ErrLeftBehind: a failed create left a CT at its VMID (the rollback
-	// failed, --keep-on-failure kept it, or it was there before the run);
-	// the error says how to finish or remove it.
-	ErrLeftBehind = errors.New("left a CT behind")
-)
-
-// StepError is a failure at one step of a flow: the step, the CT, the
-// cause (errors.Is/As reach PVE's typed errors through it), and what the
-// run left behind.
-type StepError struct {
-	Step string
-	VMID int
-	Err  error
-	// RolledBack says what happened to what the run had created, and to
-	// its IPAM reservation.
-	RolledBack string
-	// Left: a CT remains at the VMID after the failure.
-	Left bool
-}
-
-func (e *StepError) Error() string {
-	s := fmt.Sprintf("CT %d: step %s failed: %v", e.VMID, e.Step, e.Err)
-	if errors.Is(e.Err, ErrInterrupted) {
-		s = fmt.Sprintf("CT %d: stopped on request before step %s", e.VMID, e.Step)
-	}
-	if e.RolledBack != "" {
-		s += "; " + e.RolledBack
-	}
-	return s
-}
-
-func (e *StepError) Unwrap() error { return e.Err }
-
-// Is makes a failure that left a CT behind match ErrLeftBehind.
-func (e *StepError) Is(target error) bool { return target == ErrLeftBehind && e.Left }
-
-// problem is an error made of one sentence for the operator, classified by kind.
-type problem struct {
-	kind error
-	msg  string
-}
-
-func (e *problem) Error() string        { return e.msg }
-func (e *problem) Is(target error) bool { return target == e.kind }
-
-func problemf(kind error, format string, args ...interface{}) error {
-	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}
-}
-
 // pollUntil calls probe until it reports done, backing off from 50 ms to
 // 1 s, for at most limit; it returns context.DeadlineExceeded when limit
 // passes first.
@@ -214,4 +154,11 @@ func pollUntil(ctx context.Context, limit time.Duration, probe func(ctx context.
 		timer.Reset(delay)
 		delay = min(delay*2, time.Second)
 	}
+}
+
+// newRun starts one run of a flow on the flow engine, with the
+// provisioner's retry policy, clock and logger.
+func (p *Provisioner) newRun(opts flow.Options) *flow.Run {
+	opts.Retry, opts.Logger, opts.Now = p.opts.Retry, p.log, p.opts.Now
+	return flow.New(opts)
 }

@@ -194,9 +194,9 @@ var (
 	safeMode = regexp.MustCompile(`^[0-7]{3,4}$`)
 )
 
-// attachShell attaches to a container's console, once.
-func (p *Provisioner) attachShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
-	term, err := p.api.OpenTerminal(ctx, node, vmid)
+// attachShell attaches to a guest's console, once.
+func (p *Provisioner) attachShell(ctx context.Context, g pve.GuestRef) (*shell, func(), error) {
+	term, err := p.api.OpenTerminal(ctx, g)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -204,14 +204,14 @@ func (p *Provisioner) attachShell(ctx context.Context, node string, vmid int) (*
 	return sh, func() { close(sh.quit); term.Close() }, nil
 }
 
-// openShell attaches to a container's console, retrying transient
-// refusals (attaching has no lasting effect in PVE).
-func (p *Provisioner) openShell(ctx context.Context, node string, vmid int) (*shell, func(), error) {
+// openShell attaches to a guest's console, retrying transient refusals
+// (attaching has no lasting effect in PVE).
+func (p *Provisioner) openShell(ctx context.Context, g pve.GuestRef) (*shell, func(), error) {
 	var sh *shell
 	var done func()
-	err := p.opts.Retry.Do(ctx, fmt.Sprintf("open console of CT %d", vmid), func(ctx context.Context) error {
+	err := p.opts.Retry.Do(ctx, fmt.Sprintf("open console of %s", g), func(ctx context.Context) error {
 		var err error
-		sh, done, err = p.attachShell(ctx, node, vmid)
+		sh, done, err = p.attachShell(ctx, g)
 		return err
 	}, nil)
 	return sh, done, err

@@ -1,6 +1,8 @@
-// Package provisioner holds CloudPods' flows — create, destroy, backup,
-// health, list — over the narrow pve.API. The CLI and the service call the
-// same functions; there is one implementation of each flow.
+// Package provisioner holds CloudPods' flows — create, destroy, backup on
+// the flow engine (provisioner/flow); health, list and inspect as read-only
+// functions — over the narrow pve.API, and the error taxonomy (KindOf). The
+// CLI and the service call the same functions; there is one implementation
+// of each flow.
 package provisioner
 
 import (

@@ -120,6 +120,32 @@ func TestCreateDryRun(t *testing.T) {
 	}
 }
 
+// TestCreateDryRunWithAutoVMIDAndIP: `create --host web --vmid auto --ip
+// auto --dry-run` plans with the VMID and address IPAM would hand out,
+// reserves nothing and exits 0.
+func TestCreateDryRunWithAutoVMIDAndIP(t *testing.T) {
+	c := startCLI(t)
+	before := c.sim.Requests()
+	code, out, errs := c.run(t, "", "create", "--host", "web", "--vmid", "auto", "--ip", "auto", "--dry-run")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"IPAM   reserve  hostname=web ip=10.1.10.91 vmid=9101", "POST   /nodes/pve/lxc/9000/clone", "newid=9101",
+		"PUT    /nodes/pve/lxc/9101/config", "ip=10.1.10.91/24"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+	for key, n := range c.sim.Requests() {
+		if !strings.HasPrefix(key, "GET ") && n != before[key] {
+			t.Errorf("dry run sent %s", key)
+		}
+	}
+	if _, list, _ := c.run(t, "", "ip", "list"); strings.Contains(list, "10.1.10.91") {
+		t.Errorf("the dry run reserved an address:\n%s", list)
+	}
+}
+
 // With IPAM on (the CLI's default), an explicit address that a guest holds
 // is refused by the reservation, in one sentence, before anything exists.
 func TestCreateRefusesAnAddressSetByHand(t *testing.T) {

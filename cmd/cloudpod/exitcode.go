@@ -1,14 +1,9 @@
 package main
 
-import (
-	"context"
-	"errors"
-
-	"github.com/migrahosting/cloudpods/provisioner"
-	"github.com/migrahosting/cloudpods/provisioner/pve"
-)
+import "github.com/migrahosting/cloudpods/provisioner"
 
 // Exit codes, documented in README ("Exit codes") and docs/retry-policy.md.
+// Which error gets which is provisioner.Kind's one table (Kind.Codes).
 const (
 	exitOK          = 0
 	exitFailed      = 1  // a step failed; what the run created was rolled back
@@ -40,33 +35,19 @@ var exitSentences = map[int]string{
 	exitInterrupted: "Stopped on request; run the same command again to finish, as the message says.",
 }
 
+// exitCode is the exit code of err's kind (provisioner.KindOf): the same
+// classification the service's HTTP statuses come from.
 func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, errUsage), errors.Is(err, provisioner.ErrInvalidSpec):
-		return exitUsage
-	case errors.Is(err, provisioner.ErrInterrupted), errors.Is(err, context.Canceled):
-		return exitInterrupted
-	case errors.Is(err, provisioner.ErrLeftBehind):
-		return exitLeftBehind
-	case errors.Is(err, provisioner.ErrConflict):
-		return exitConflict
-	case errors.Is(err, provisioner.ErrRefused):
-		return exitRefused
-	case errors.Is(err, pve.ErrUnauthorized), errors.Is(err, pve.ErrForbidden):
-		return exitAuth
-	case errors.Is(err, provisioner.ErrPreflight):
-		return exitPreflight
-	case errors.Is(err, pve.ErrWaitTimeout), errors.Is(err, context.DeadlineExceeded):
-		return exitTimeout
-	case errors.Is(err, pve.ErrLocked):
-		return exitBusy
-	case errors.Is(err, pve.ErrMaybeApplied):
-		return exitUnreachable
-	}
-	return exitFailed
+	code, _ := provisioner.KindOf(err).Codes()
+	return code
 }
 
-// errUsage marks command-line mistakes.
-var errUsage = errors.New("usage")
+// errUsage marks command-line mistakes: bad input, as the taxonomy says.
+var errUsage error = usageError{}
+
+type usageError struct{}
+
+func (usageError) Error() string { return "usage" }
+
+// Is makes a usage error an invalid request (exit 2, "invalid").
+func (usageError) Is(target error) bool { return target == provisioner.ErrInvalidSpec }

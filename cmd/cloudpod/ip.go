@@ -14,7 +14,6 @@ import (
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
-	"github.com/migrahosting/cloudpods/provisioner/pve/goproxmox"
 )
 
 // ipamOptions say where addresses and VMIDs are allocated.
@@ -61,8 +60,11 @@ func (o *ipamOptions) allocator(g *globalOptions, api pve.API, spec provisioner.
 		Reserved: []netip.Addr{spec.TemplateIP}, First: first, Last: last}
 	opts := []ipam.Option{ipam.WithLogger(log)}
 	if o.backend == "pve-sdn" {
-		sdn, ok := api.(ipam.SDN)
-		if !ok || o.sdnZone == "" || o.sdnVnet == "" {
+		sdn, ok := api.SDN()
+		if !ok {
+			return nil, fmt.Errorf("%w: --ipam pve-sdn: this PVE connection has no SDN IPAM", errUsage)
+		}
+		if o.sdnZone == "" || o.sdnVnet == "" {
 			return nil, fmt.Errorf("%w: --ipam pve-sdn needs --sdn-zone and --sdn-vnet", errUsage)
 		}
 		opts = append(opts, ipam.WithClaimer(ipam.NewSDNClaimer(sdn, o.sdnZone, o.sdnVnet)))
@@ -73,8 +75,6 @@ func (o *ipamOptions) allocator(g *globalOptions, api pve.API, spec provisioner.
 	}
 	return a, nil
 }
-
-var _ ipam.SDN = (*goproxmox.Client)(nil)
 
 func newIPCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{Use: "ip", Short: "IP and VMID allocation (IPAM)"}

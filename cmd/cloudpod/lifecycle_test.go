@@ -30,8 +30,18 @@ type cli struct {
 	audit string
 }
 
+// skipIfShort skips an end-to-end test under -short, which runs the fast
+// tier alone.
+func skipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test against pvesim: skipped by -short (the fast tier)")
+	}
+}
+
 func startCLI(t *testing.T) *cli {
 	t.Helper()
+	skipIfShort(t)
 	dir := t.TempDir()
 	sim, err := pvesim.Start(context.Background(), pvesim.Config{Listen: "127.0.0.1:0", Scale: 0.01, AuthFailDelay: -1,
 		Tokens: []pvesim.Token{{ID: testTokenID, Secret: testTokenSecret}}, DataDir: filepath.Join(dir, "sim")})

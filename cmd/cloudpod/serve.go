@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/service"
 )
@@ -113,9 +112,12 @@ environment variable shown in its help.`,
 			if err != nil {
 				return err
 			}
-			alloc, err := g.ipam.allocator(g, api, defaults, log)
-			if err != nil {
-				return err
+			// The provisioner's IPAM is the one allocator of the process:
+			// the API's early allocation and the create flow's reserve step
+			// share it.
+			var alloc service.Allocator
+			if prov.Allocates() {
+				alloc = prov
 			}
 			store, err := service.OpenDirStore(o.stateDir)
 			if err != nil {
@@ -124,7 +126,7 @@ environment variable shown in its help.`,
 			defer store.Close()
 			return runServe(cmd.Context(), g.stop, o, service.Options{
 				Flows: prov, AuthTokens: tokens, Store: store, Logger: log, Defaults: defaults,
-				Allocator: serviceAllocator(alloc), PVE: pveMetrics,
+				Allocator: alloc, PVE: pveMetrics,
 				// GET /version needs a valid token: one cheap call proves
 				// both that PVE answers and that it accepts us.
 				Ready: func(ctx context.Context) error {
@@ -313,13 +315,4 @@ func runServe(ctx context.Context, stop <-chan struct{}, o *serveOptions, opts s
 		return fmt.Errorf("serving %s: %w", o.listen, serveErr)
 	}
 	return jobsErr
-}
-
-// serviceAllocator lets the service answer a create without vmid or ip with
-// the address and VMID at once; nil without IPAM (--ipam none).
-func serviceAllocator(a *ipam.Allocator) service.Allocator {
-	if a == nil {
-		return nil
-	}
-	return service.IPAM{Allocator: a}
 }

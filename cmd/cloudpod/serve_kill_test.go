@@ -129,6 +129,7 @@ func (c *serveChild) call(method, path, body string) (int, []byte) {
 // template or the pod, the IPAM lease matching the pod, one clone only.
 // With vmid and ip left out, the command's own IPAM wiring picks them.
 func TestServeKilledMidCloneRecovers(t *testing.T) {
+	skipIfShort(t)
 	tests := []struct {
 		name string
 		body string

@@ -120,8 +120,8 @@ func (quietFlows) Health(ctx context.Context, node string, vmid int, deep bool) 
 func (quietFlows) List(ctx context.Context, tenant, status string) ([]provisioner.Pod, error) {
 	return nil, nil
 }
-func (quietFlows) Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, pve.Config, error) {
-	return provisioner.DestroyResult{}, pve.Config{}, pve.ErrNotFound
+func (quietFlows) Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, error) {
+	return provisioner.DestroyResult{}, pve.ErrNotFound
 }
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and

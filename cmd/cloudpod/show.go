@@ -25,10 +25,11 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			info, cfg, err := prov.Inspect(cmd.Context(), node, vmid)
+			info, err := prov.Inspect(cmd.Context(), node, vmid)
 			if err != nil {
 				return err
 			}
+			cfg := info.Config
 			marker, ours := provisioner.ParseMarker(cfg.Get("description"))
 			if g.output == "json" {
 				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "node": node, "config": cfg.Values, "marker": marker,

@@ -5,10 +5,13 @@ package pve
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
-// API is every PVE call CloudPods makes.
+// API is every PVE call CloudPods makes. Guest calls take a GuestRef, so
+// one set of methods serves containers and VMs: the adapter picks PVE's
+// lxc or qemu path from the reference's kind.
 type API interface {
 	Version(ctx context.Context) (Version, error)
 	// Permissions lists the calling token's effective privileges by path.
@@ -21,19 +24,33 @@ type API interface {
 	// VMIDFree asks /cluster/nextid?vmid= whether vmid is unused cluster-wide.
 	VMIDFree(ctx context.Context, vmid int) (bool, error)
 
-	ContainerConfig(ctx context.Context, node string, vmid int) (Config, error)
-	VMConfig(ctx context.Context, node string, vmid int) (Config, error)
-	ContainerStatus(ctx context.Context, node string, vmid int) (GuestStatus, error)
-	ContainerInterfaces(ctx context.Context, node string, vmid int) ([]GuestInterface, error)
+	GuestConfig(ctx context.Context, g GuestRef) (Config, error)
+	// UpdateGuestConfig is PVE's synchronous PUT …/config: the change is
+	// made (hot-plugged or left pending) when it answers.
+	UpdateGuestConfig(ctx context.Context, g GuestRef, upd ConfigUpdate) error
+	// UpdateGuestConfigAsync is a VM's POST …/config: a worker task makes
+	// the change (a disk import or resize outlasts a request), and its UPID
+	// is the answer ("" when PVE finished before answering). Containers
+	// have no such form: it fails for them without calling PVE.
+	UpdateGuestConfigAsync(ctx context.Context, g GuestRef, upd ConfigUpdate) (Started, error)
+	GuestStatus(ctx context.Context, g GuestRef) (GuestStatus, error)
+	// GuestInterfaces is what the guest reports of its network: a
+	// container's …/interfaces, a VM's guest agent (network-get-interfaces).
+	GuestInterfaces(ctx context.Context, g GuestRef) ([]GuestInterface, error)
+	Snapshots(ctx context.Context, g GuestRef) ([]Snapshot, error)
 
-	CloneContainer(ctx context.Context, node string, source int, opts CloneOptions) (string, error)
-	// UpdateContainerConfig is PVE's synchronous PUT …/config.
-	UpdateContainerConfig(ctx context.Context, node string, vmid int, upd ConfigUpdate) error
-	StartContainer(ctx context.Context, node string, vmid int) (string, error)
-	ShutdownContainer(ctx context.Context, node string, vmid int, timeout time.Duration, forceStop bool) (string, error)
-	StopContainer(ctx context.Context, node string, vmid int) (string, error)
-	DeleteContainer(ctx context.Context, node string, vmid int, opts DeleteOptions) (string, error)
-	Snapshots(ctx context.Context, node string, vmid int) ([]Snapshot, error)
+	// CloneGuest clones source (a template, or a stopped guest for a full
+	// clone) to opts.NewID on source's node, as a guest of source's kind.
+	CloneGuest(ctx context.Context, source GuestRef, opts CloneOptions) (string, error)
+	StartGuest(ctx context.Context, g GuestRef) (string, error)
+	ShutdownGuest(ctx context.Context, g GuestRef, timeout time.Duration, forceStop bool) (string, error)
+	StopGuest(ctx context.Context, g GuestRef) (string, error)
+	DeleteGuest(ctx context.Context, g GuestRef, opts DeleteOptions) (string, error)
+	// ConvertToTemplate turns a stopped guest into a template: a VM's
+	// answer names the qmtemplate task; a container's is null although PVE
+	// forks a vztemplate worker, so Started.Task() is false and the config's
+	// template flag tells when it is done.
+	ConvertToTemplate(ctx context.Context, g GuestRef) (Started, error)
 
 	Backup(ctx context.Context, node string, opts BackupOptions) (string, error)
 	StorageContent(ctx context.Context, node, storage, content string) ([]Volume, error)
@@ -42,8 +59,24 @@ type API interface {
 	// TaskLog reads lines from start; limit 0 reads to the end.
 	TaskLog(ctx context.Context, node, upid string, start, limit int) ([]string, error)
 
-	// OpenTerminal opens the container's console (termproxy + vncwebsocket).
-	OpenTerminal(ctx context.Context, node string, vmid int) (Terminal, error)
+	// OpenTerminal opens the guest's console (termproxy + vncwebsocket): a
+	// container's shell, a VM's serial console.
+	OpenTerminal(ctx context.Context, g GuestRef) (Terminal, error)
+
+	// SDN is PVE's SDN IPAM, an optional capability: ok is false where the
+	// adapter or the cluster has none.
+	SDN() (sdn SDN, ok bool)
+}
+
+// SDN is the part of PVE's SDN API that IPAM's pve-sdn backend uses (PVE
+// 8.1+, a vnet in a zone with ipam=pve); ipam.SDN is the same method set.
+type SDN interface {
+	// AddIP is POST /cluster/sdn/vnets/{vnet}/ips (mac may be empty).
+	AddIP(ctx context.Context, zone, vnet string, ip netip.Addr, mac string) error
+	// DeleteIP is DELETE /cluster/sdn/vnets/{vnet}/ips.
+	DeleteIP(ctx context.Context, zone, vnet string, ip netip.Addr) error
+	// ListIPs lists the vnet's addresses (PVE's IPAM status rows).
+	ListIPs(ctx context.Context, zone, vnet string) ([]netip.Addr, error)
 }
 
 // Terminal is an attached console: a raw PTY stream.
@@ -112,7 +145,7 @@ type HostInterface struct {
 // Guest is one row of cluster/resources.
 type Guest struct {
 	VMID     int
-	Type     string // lxc | qemu
+	Type     GuestKind
 	Node     string
 	Name     string
 	Status   string
@@ -155,7 +188,8 @@ type GuestInterface struct {
 }
 
 type CloneOptions struct {
-	NewID       int
+	NewID int
+	// Hostname is a container's hostname, a VM's name.
 	Hostname    string
 	Description string
 	Storage     string
@@ -170,6 +204,7 @@ type ConfigUpdate struct {
 }
 
 type DeleteOptions struct {
+	// Force destroys a running container; VMs have no such option.
 	Force                    bool
 	Purge                    bool
 	DestroyUnreferencedDisks bool

@@ -172,6 +172,8 @@ func Idempotent(method string) bool {
 // in PVE (an unused termproxy exits after 10 s), so the whole attach may be
 // repeated when the cause is transient, though the websocket is a GET.
 type ConsoleError struct {
+	// Kind and VMID name the guest; the zero kind reads as a container.
+	Kind GuestKind
 	VMID int
 	// Stage is "termproxy", "websocket" or "handshake".
 	Stage string
@@ -179,7 +181,7 @@ type ConsoleError struct {
 }
 
 func (e *ConsoleError) Error() string {
-	return fmt.Sprintf("console of CT %d: %s: %v", e.VMID, e.Stage, e.Err)
+	return fmt.Sprintf("console of %s %d: %s: %v", e.Kind.Noun(), e.VMID, e.Stage, e.Err)
 }
 
 func (e *ConsoleError) Unwrap() error { return e.Err }

@@ -51,8 +51,8 @@ type liveOptions struct {
 }
 
 // startLive wires the service as `cloudpod serve` does: the provisioner
-// with IPAM for its reserve step, and a second allocator over the same
-// registry file for the API's own allocation.
+// with IPAM, which serves both its create flow's reserve step and the API's
+// own allocation.
 func startLive(t testing.TB, lo liveOptions) *liveService {
 	t.Helper()
 	env := lo.env
@@ -65,19 +65,16 @@ func startLive(t testing.TB, lo liveOptions) *liveService {
 	if lo.ipamFile == "" {
 		lo.ipamFile = filepath.Join(t.TempDir(), "ipam.json")
 	}
-	newAllocator := func() *ipam.Allocator {
-		a, err := ipam.New(ipam.NewFileStore(lo.ipamFile), ipam.DefaultPool(), ipam.DefaultVMIDs(), provisioner.Inventory{API: env.API})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
+	alloc, err := ipam.New(ipam.NewFileStore(lo.ipamFile), ipam.DefaultPool(), ipam.DefaultVMIDs(), provisioner.Inventory{API: env.API})
+	if err != nil {
+		t.Fatal(err)
 	}
-	prov := simtest.Provisioner(env.API, provisioner.Options{Addresses: provisioner.IPAM{Allocator: newAllocator()}})
+	prov := simtest.Provisioner(env.API, provisioner.Options{Addresses: provisioner.IPAM{Allocator: alloc}})
 	store, err := OpenDirStore(lo.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Flows: prov, AuthTokens: testTokens, Store: store, Allocator: IPAM{Allocator: newAllocator()},
+	opts := Options{Flows: prov, AuthTokens: testTokens, Store: store, Allocator: prov,
 		Ready: func(ctx context.Context) error { _, err := env.API.Version(ctx); return err }}
 	if lo.tune != nil {
 		lo.tune(&opts)

@@ -104,16 +104,21 @@ func (f *fakeFlows) List(ctx context.Context, tenant, status string) ([]provisio
 	return out, nil
 }
 
-func (f *fakeFlows) Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, pve.Config, error) {
+func (f *fakeFlows) Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	desc, ok := f.pods[vmid]
 	if !ok {
-		return provisioner.DestroyResult{VMID: vmid, Node: node}, pve.Config{}, fmt.Errorf("CT %d: %w", vmid, pve.ErrNotFound)
+		return provisioner.DestroyResult{VMID: vmid, Node: node}, fmt.Errorf("CT %d: %w", vmid, pve.ErrNotFound)
 	}
-	m, _ := provisioner.ParseMarker(desc)
-	return provisioner.DestroyResult{VMID: vmid, Node: node, Existed: true, Hostname: m.Hostname, IP: "10.1.10.91"},
-		pve.Config{Values: map[string]string{"description": desc}}, nil
+	res := provisioner.DestroyResult{VMID: vmid, Node: node, Existed: true, IP: "10.1.10.91",
+		Config: pve.Config{Values: map[string]string{"description": desc}}}
+	m, ok := provisioner.ParseMarker(desc)
+	res.Hostname = m.Hostname
+	if ok && m.Owns(vmid) {
+		res.Marker = &m
+	}
+	return res, nil
 }
 
 func (f *fakeFlows) createCount() int {

@@ -9,9 +9,7 @@ import (
 	"context"
 	"net/netip"
 
-	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
-	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // Flows are the provisioner functions the service runs. The command passes
@@ -23,29 +21,20 @@ type Flows interface {
 	Backup(ctx context.Context, req provisioner.BackupRequest) (provisioner.Backup, error)
 	Health(ctx context.Context, node string, vmid int, deep bool) (provisioner.Health, error)
 	List(ctx context.Context, tenant, status string) ([]provisioner.Pod, error)
-	Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, pve.Config, error)
+	Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, error)
 }
 
 var _ Flows = (*provisioner.Provisioner)(nil)
 
 // Allocator hands out a VMID and an address when a create leaves both out.
 // Reserving again for the same hostname and tenant must return the same
-// pair, so a retried request does not burn a second address.
+// pair, so a retried request does not burn a second address. The command
+// passes the *provisioner.Provisioner when it has IPAM: its Reserve holds
+// the lease under the pod's owner (provisioner.LeaseOwner), which the
+// create flow's reserve step then gets back, so one allocator serves the
+// process.
 type Allocator interface {
 	Reserve(ctx context.Context, hostname, tenant string) (vmid int, ip netip.Addr, err error)
 }
 
-// IPAM is the Allocator over the IPAM registry. It reserves under the pod's
-// lease owner (provisioner.LeaseOwner), so the create flow's own reserve
-// step gets the very same lease back instead of a second one.
-type IPAM struct{ Allocator *ipam.Allocator }
-
-var _ Allocator = IPAM{}
-
-func (i IPAM) Reserve(ctx context.Context, hostname, tenant string) (int, netip.Addr, error) {
-	l, err := i.Allocator.Reserve(ctx, ipam.Request{Hostname: hostname, Tenant: tenant, Owner: provisioner.LeaseOwner(tenant, hostname)})
-	if err != nil {
-		return 0, netip.Addr{}, err
-	}
-	return l.VMID, l.IP, nil
-}
+var _ Allocator = (*provisioner.Provisioner)(nil)

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
-	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // OpenAPI is the API's OpenAPI 3.0 document; docs/openapi.json is a copy
@@ -141,14 +139,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		vmid, ip, err := s.opts.Allocator.Reserve(r.Context(), params.Hostname, params.TenantID)
 		if err != nil {
-			what := fmt.Sprintf("allocating a VMID and address for %s", params.Hostname)
-			if allocationConflict(err) {
-				writeError(w, &apiError{status: http.StatusConflict, msg: what + " failed: " + err.Error(), kind: kindConflict})
-			} else {
-				// The allocator reads PVE's guests: PVE down is not the
-				// client's conflict.
-				s.flowError(w, what, err)
-			}
+			// IPAM refusing is the client's conflict; IPAM unable to read
+			// PVE's guests is PVE's failure (provisioner.KindOf tells).
+			s.flowError(w, fmt.Sprintf("allocating a VMID and address for %s", params.Hostname), err)
 			return
 		}
 		params.VMID, params.IP, params.Allocated = vmid, ip, true
@@ -203,8 +196,8 @@ type podDetail struct {
 // inspectPod reads a CloudPod; a guest without our marker is not one.
 func (s *Server) inspectPod(w http.ResponseWriter, r *http.Request, vmid int, notOurs int) (provisioner.DestroyResult, provisioner.Marker, bool) {
 	node := s.opts.Defaults.Node
-	info, cfg, err := s.flows.Inspect(r.Context(), node, vmid)
-	if errors.Is(err, pve.ErrNotFound) {
+	info, err := s.flows.Inspect(r.Context(), node, vmid)
+	if provisioner.KindOf(err) == provisioner.KindNotFound {
 		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("CT %d does not exist on node %s", vmid, node), kind: kindNotFound})
 		return info, provisioner.Marker{}, false
 	}
@@ -212,17 +205,16 @@ func (s *Server) inspectPod(w http.ResponseWriter, r *http.Request, vmid int, no
 		s.flowError(w, fmt.Sprintf("reading CT %d", vmid), err)
 		return info, provisioner.Marker{}, false
 	}
-	m, ok := provisioner.ParseMarker(cfg.Get("description"))
-	if !ok || !m.Owns(vmid) {
+	if info.Marker == nil {
 		e := &apiError{status: notOurs, msg: fmt.Sprintf("CT %d (%s) is not a CloudPod: it carries no cloudpods marker", vmid, info.Hostname), kind: kindNotFound}
 		if notOurs == http.StatusForbidden {
 			e.kind = kindRefused
 			e.msg = fmt.Sprintf("CT %d (%s) was not created by cloudpods: the API does not destroy it", vmid, info.Hostname)
 		}
 		writeError(w, e)
-		return info, m, false
+		return info, provisioner.Marker{}, false
 	}
-	return info, m, true
+	return info, *info.Marker, true
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -356,18 +348,6 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 // flowError answers a synchronous flow's failure by its kind.
 func (s *Server) flowError(w http.ResponseWriter, what string, err error) {
-	kind := errorKind(err)
-	writeError(w, &apiError{status: kindStatus(kind), msg: what + ": " + err.Error(), kind: kind})
-}
-
-// allocationConflict says IPAM refused on the registry's or the cluster's
-// contents (nothing free, or the hostname already holds other numbers), as
-// opposed to failing to read them.
-func allocationConflict(err error) bool {
-	for _, e := range []error{ipam.ErrPoolExhausted, ipam.ErrAddressInUse, ipam.ErrVMIDInUse, ipam.ErrLeaseConflict, ipam.ErrOutOfRange} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	kind, status := flowFailure(err)
+	writeError(w, &apiError{status: status, msg: what + ": " + err.Error(), kind: kind})
 }

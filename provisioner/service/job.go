@@ -1,16 +1,13 @@
 package service
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/migrahosting/cloudpods/provisioner"
-	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // Status is where a job is in its life.
@@ -91,9 +88,10 @@ type StepProgress struct {
 type JobError struct {
 	Step    string `json:"step,omitempty"`
 	Message string `json:"message"`
-	// Kind classifies the failure like the CLI's exit codes: invalid,
-	// preflight, conflict, refused, not_found, pve_auth, timeout,
-	// unreachable, interrupted or failed.
+	// Kind classifies the failure as the CLI's exit codes do
+	// (provisioner.KindOf): invalid, preflight, conflict, refused,
+	// not_found, pve_auth, timeout, unreachable, locked, left_behind,
+	// interrupted or failed.
 	Kind       string `json:"kind"`
 	RolledBack string `json:"rolledBack,omitempty"`
 }
@@ -235,69 +233,27 @@ func (j *Job) applyEvent(e provisioner.Event) (ended *StepProgress) {
 	return cur
 }
 
-// Error kinds, shared by job errors and synchronous answers.
-const (
-	kindInvalid     = "invalid"
-	kindPreflight   = "preflight"
-	kindConflict    = "conflict"
-	kindRefused     = "refused"
-	kindNotFound    = "not_found"
-	kindPVEAuth     = "pve_auth"
-	kindTimeout     = "timeout"
-	kindUnreachable = "unreachable"
-	kindInterrupted = "interrupted"
-	kindFailed      = "failed"
+// Error kinds of the service's answers. A flow's failure is classified by
+// provisioner.KindOf, the very classification the CLI's exit codes come
+// from; the service adds the kinds of its own refusals.
+var (
+	kindInvalid  = string(provisioner.KindInvalid)
+	kindConflict = string(provisioner.KindConflict)
+	kindRefused  = string(provisioner.KindRefused)
+	kindNotFound = string(provisioner.KindNotFound)
+	kindFailed   = string(provisioner.KindFailed)
 )
 
-// errorKind classifies err in the order the CLI's exit codes do.
-func errorKind(err error) string {
-	switch {
-	case errors.Is(err, provisioner.ErrInvalidSpec):
-		return kindInvalid
-	case errors.Is(err, provisioner.ErrInterrupted), errors.Is(err, context.Canceled):
-		return kindInterrupted
-	case errors.Is(err, provisioner.ErrConflict):
-		return kindConflict
-	case errors.Is(err, provisioner.ErrRefused):
-		return kindRefused
-	case errors.Is(err, pve.ErrUnauthorized), errors.Is(err, pve.ErrForbidden):
-		return kindPVEAuth
-	case errors.Is(err, provisioner.ErrPreflight):
-		return kindPreflight
-	case errors.Is(err, pve.ErrNotFound):
-		return kindNotFound
-	case errors.Is(err, pve.ErrWaitTimeout), errors.Is(err, context.DeadlineExceeded):
-		return kindTimeout
-	case errors.Is(err, pve.ErrMaybeApplied):
-		return kindUnreachable
-	}
-	return kindFailed
-}
-
-// kindStatus is the HTTP status of a synchronous failure of each kind.
-// Anything not the client's fault is PVE's: a bad gateway.
-func kindStatus(kind string) int {
-	switch kind {
-	case kindInvalid:
-		return http.StatusBadRequest
-	case kindPreflight:
-		return http.StatusUnprocessableEntity
-	case kindConflict:
-		return http.StatusConflict
-	case kindRefused:
-		return http.StatusForbidden
-	case kindNotFound:
-		return http.StatusNotFound
-	case kindTimeout:
-		return http.StatusGatewayTimeout
-	case kindInterrupted:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusBadGateway
+// flowFailure is the JSON kind and HTTP status of a flow's failure.
+func flowFailure(err error) (kind string, status int) {
+	k := provisioner.KindOf(err)
+	_, status = k.Codes()
+	return string(k), status
 }
 
 func jobError(err error) *JobError {
-	je := &JobError{Message: err.Error(), Kind: errorKind(err)}
+	kind, _ := flowFailure(err)
+	je := &JobError{Message: err.Error(), Kind: kind}
 	var se *provisioner.StepError
 	if errors.As(err, &se) {
 		je.Step, je.RolledBack = se.Step, se.RolledBack

@@ -229,7 +229,7 @@ func TestAllocatorFailure(t *testing.T) {
 		{"pool exhausted", fmt.Errorf("reserve auto-01 in pool default: no free address: %w", ipam.ErrPoolExhausted), http.StatusConflict, kindConflict, "no free address"},
 		{"hostname holds other numbers", fmt.Errorf("owner holds 10.1.10.99: %w", ipam.ErrLeaseConflict), http.StatusConflict, kindConflict, "10.1.10.99"},
 		{"PVE unreachable", errors.New("reserve auto-01: list PVE guests: dial tcp 127.0.0.1:8006: connection refused"), http.StatusBadGateway, kindFailed, "connection refused"},
-		{"PVE too slow", fmt.Errorf("reserve auto-01: list PVE guests: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, kindTimeout, "deadline"},
+		{"PVE too slow", fmt.Errorf("reserve auto-01: list PVE guests: %w", context.DeadlineExceeded), http.StatusGatewayTimeout, string(provisioner.KindTimeout), "deadline"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,9 +30,12 @@ type Env struct {
 	DataDir string
 }
 
-// Start runs a simulator with fast tasks. mutate adjusts the config.
+// Start runs a simulator with fast tasks. mutate adjusts the config. Under
+// -short (the fast tier: flow logic against pvetest's fake) the test is
+// skipped.
 func Start(t testing.TB, mutate func(*pvesim.Config)) *Env {
 	t.Helper()
+	SkipIfShort(t)
 	cfg := pvesim.Config{
 		Listen:        "127.0.0.1:0",
 		Tokens:        []pvesim.Token{{ID: TokenID, Secret: TokenSecret}},
@@ -55,6 +58,15 @@ func Start(t testing.TB, mutate func(*pvesim.Config)) *Env {
 		t.Fatalf("client: %v", err)
 	}
 	return &Env{Sim: sim, API: api, DataDir: cfg.DataDir}
+}
+
+// SkipIfShort skips an end-to-end test under -short, which runs the fast
+// tier alone.
+func SkipIfShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test against pvesim: skipped by -short (the fast tier)")
+	}
 }
 
 // Quiet is a logger that drops everything.

@@ -21,7 +21,12 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
-var _ pve.API = (*Client)(nil)
+var (
+	_ pve.API = (*Client)(nil)
+	// PVE's SDN IPAM is an optional capability of the seam; this adapter
+	// has it (sdn.go).
+	_ pve.SDN = (*Client)(nil)
+)
 
 // Options configure a Client.
 type Options struct {
@@ -262,7 +267,7 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	}
 	out := make([]pve.Guest, 0, len(raw))
 	for _, g := range raw {
-		out = append(out, pve.Guest{VMID: int(g.VMID), Type: g.Type, Node: g.Node, Name: g.Name, Status: g.Status,
+		out = append(out, pve.Guest{VMID: int(g.VMID), Type: pve.GuestKind(g.Type), Node: g.Node, Name: g.Name, Status: g.Status,
 			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags})
 	}
 	return out, nil
@@ -275,166 +280,6 @@ func (c *Client) VMIDFree(ctx context.Context, vmid int) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-func guestPath(node, kind string, vmid int, rest string) string {
-	return "/nodes/" + url.PathEscape(node) + "/" + kind + "/" + strconv.Itoa(vmid) + rest
-}
-
-func (c *Client) config(ctx context.Context, node, kind string, vmid int) (pve.Config, error) {
-	var raw map[string]json.RawMessage
-	if err := c.call(ctx, "GET", guestPath(node, kind, vmid, "/config"), nil, &raw); err != nil {
-		return pve.Config{}, err
-	}
-	cfg := pve.Config{Values: make(map[string]string, len(raw))}
-	for k, v := range raw {
-		var s string
-		if json.Unmarshal(v, &s) != nil {
-			s = strings.TrimSpace(string(v)) // numbers stay in PVE's text form
-		}
-		if k == "digest" {
-			cfg.Digest = s
-			continue
-		}
-		cfg.Values[k] = s
-	}
-	return cfg, nil
-}
-
-func (c *Client) ContainerConfig(ctx context.Context, node string, vmid int) (pve.Config, error) {
-	return c.config(ctx, node, "lxc", vmid)
-}
-
-func (c *Client) VMConfig(ctx context.Context, node string, vmid int) (pve.Config, error) {
-	return c.config(ctx, node, "qemu", vmid)
-}
-
-func (c *Client) ContainerStatus(ctx context.Context, node string, vmid int) (pve.GuestStatus, error) {
-	var raw struct {
-		VMID    flexInt   `json:"vmid"`
-		Status  string    `json:"status"`
-		Name    string    `json:"name"`
-		Lock    string    `json:"lock"`
-		Uptime  flexInt64 `json:"uptime"`
-		CPU     float64   `json:"cpu"`
-		CPUs    flexInt   `json:"cpus"`
-		Mem     flexInt64 `json:"mem"`
-		MaxMem  flexInt64 `json:"maxmem"`
-		Disk    flexInt64 `json:"disk"`
-		MaxDisk flexInt64 `json:"maxdisk"`
-		Swap    flexInt64 `json:"swap"`
-		MaxSwap flexInt64 `json:"maxswap"`
-		Tags    string    `json:"tags"`
-		HA      struct {
-			Managed flexInt `json:"managed"`
-		} `json:"ha"`
-	}
-	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/status/current"), nil, &raw); err != nil {
-		return pve.GuestStatus{}, err
-	}
-	return pve.GuestStatus{VMID: int(raw.VMID), Status: raw.Status, Name: raw.Name, Lock: raw.Lock,
-		Uptime: time.Duration(raw.Uptime) * time.Second, CPU: raw.CPU, CPUs: int(raw.CPUs), Mem: int64(raw.Mem),
-		MaxMem: int64(raw.MaxMem), Disk: int64(raw.Disk), MaxDisk: int64(raw.MaxDisk), Swap: int64(raw.Swap),
-		MaxSwap: int64(raw.MaxSwap), HA: raw.HA.Managed == 1, Tags: raw.Tags}, nil
-}
-
-func (c *Client) ContainerInterfaces(ctx context.Context, node string, vmid int) ([]pve.GuestInterface, error) {
-	var raw []struct {
-		Name   string `json:"name"`
-		HWAddr string `json:"hwaddr"`
-		Inet   string `json:"inet"`
-		Inet6  string `json:"inet6"`
-	}
-	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/interfaces"), nil, &raw); err != nil {
-		return nil, err
-	}
-	out := make([]pve.GuestInterface, 0, len(raw))
-	for _, r := range raw {
-		out = append(out, pve.GuestInterface{Name: r.Name, HWAddr: r.HWAddr, Inet: r.Inet, Inet6: r.Inet6})
-	}
-	return out, nil
-}
-
-func (c *Client) CloneContainer(ctx context.Context, node string, source int, o pve.CloneOptions) (string, error) {
-	p := map[string]string{"newid": strconv.Itoa(o.NewID)}
-	setIf(p, "hostname", o.Hostname)
-	setIf(p, "description", o.Description)
-	setIf(p, "pool", o.Pool)
-	if o.Full {
-		p["full"] = "1"
-		setIf(p, "storage", o.Storage) // PVE refuses storage for linked clones
-	}
-	var upid string
-	err := c.call(ctx, "POST", guestPath(node, "lxc", source, "/clone"), p, &upid)
-	return upid, err
-}
-
-func (c *Client) UpdateContainerConfig(ctx context.Context, node string, vmid int, upd pve.ConfigUpdate) error {
-	p := make(map[string]string, len(upd.Set)+2)
-	for k, v := range upd.Set {
-		p[k] = v
-	}
-	if len(upd.Delete) > 0 {
-		p["delete"] = strings.Join(upd.Delete, ",")
-	}
-	setIf(p, "digest", upd.Digest)
-	return c.call(ctx, "PUT", guestPath(node, "lxc", vmid, "/config"), p, nil)
-}
-
-func (c *Client) StartContainer(ctx context.Context, node string, vmid int) (string, error) {
-	var upid string
-	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/start"), nil, &upid)
-	return upid, err
-}
-
-func (c *Client) ShutdownContainer(ctx context.Context, node string, vmid int, timeout time.Duration, forceStop bool) (string, error) {
-	p := map[string]string{"timeout": strconv.Itoa(int(timeout.Seconds()))}
-	if forceStop {
-		p["forceStop"] = "1"
-	}
-	var upid string
-	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/shutdown"), p, &upid)
-	return upid, err
-}
-
-func (c *Client) StopContainer(ctx context.Context, node string, vmid int) (string, error) {
-	var upid string
-	err := c.call(ctx, "POST", guestPath(node, "lxc", vmid, "/status/stop"), nil, &upid)
-	return upid, err
-}
-
-func (c *Client) DeleteContainer(ctx context.Context, node string, vmid int, o pve.DeleteOptions) (string, error) {
-	p := map[string]string{}
-	if o.Force {
-		p["force"] = "1"
-	}
-	if o.Purge {
-		p["purge"] = "1"
-	}
-	if o.DestroyUnreferencedDisks {
-		p["destroy-unreferenced-disks"] = "1"
-	}
-	var upid string
-	err := c.call(ctx, "DELETE", guestPath(node, "lxc", vmid, ""), p, &upid)
-	return upid, err
-}
-
-func (c *Client) Snapshots(ctx context.Context, node string, vmid int) ([]pve.Snapshot, error) {
-	var raw []struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-	}
-	if err := c.call(ctx, "GET", guestPath(node, "lxc", vmid, "/snapshot"), nil, &raw); err != nil {
-		return nil, err
-	}
-	var out []pve.Snapshot
-	for _, s := range raw {
-		if s.Name == "current" { // PVE lists the live state as a pseudo-snapshot
-			continue
-		}
-		out = append(out, pve.Snapshot{Name: s.Name, Description: s.Description})
-	}
-	return out, nil
 }
 
 func (c *Client) Backup(ctx context.Context, node string, o pve.BackupOptions) (string, error) {

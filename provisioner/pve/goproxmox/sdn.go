@@ -4,7 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"net/url"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
+
+// SDN is PVE's SDN IPAM, which this adapter speaks (the calls below); a
+// cluster without SDN answers them with errors naming what is missing.
+func (c *Client) SDN() (pve.SDN, bool) { return c, true }
 
 // AddIP records ip in PVE's SDN IPAM (POST /cluster/sdn/vnets/{vnet}/ips).
 func (c *Client) AddIP(ctx context.Context, zone, vnet string, ip netip.Addr, mac string) error {

@@ -19,16 +19,26 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
-// OpenTerminal opens the container console: POST termproxy, then the
-// vncwebsocket with the ticket, then termproxy's "user:ticket\n" → "OK"
-// handshake. What follows is the raw PTY. Failures are *pve.ConsoleError.
-func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.Terminal, error) {
+// OpenTerminal opens a guest's console (a container's shell, a VM's serial
+// terminal): POST termproxy, then the vncwebsocket with the ticket, then
+// termproxy's "user:ticket\n" → "OK" handshake. What follows is the raw
+// PTY. Failures are *pve.ConsoleError.
+func (c *Client) OpenTerminal(ctx context.Context, g pve.GuestRef) (pve.Terminal, error) {
+	vmid := g.VMID
+	path, err := guestPath(g, "/termproxy")
+	if err != nil {
+		return nil, err
+	}
+	wsPath, _ := guestPath(g, "/vncwebsocket")
+	consoleErr := func(stage string, err error) error {
+		return &pve.ConsoleError{Kind: g.Kind, VMID: vmid, Stage: stage, Err: err}
+	}
 	px := c.px
 	header := http.Header{}
 	if c.console != nil {
 		// A live session (PVE tickets last two hours) is reused.
 		if err := c.console.CreateSession(ctx); err != nil && !errors.Is(err, proxmox.ErrSessionExists) {
-			return nil, &pve.ConsoleError{VMID: vmid, Stage: "login", Err: fmt.Errorf("as %s: %w", c.opts.Console.User, unwrapURLError(err))}
+			return nil, consoleErr("login", fmt.Errorf("as %s: %w", c.opts.Console.User, unwrapURLError(err)))
 		}
 		px = c.console
 		header.Set("Cookie", "PVEAuthCookie="+c.console.Session().Ticket)
@@ -36,15 +46,14 @@ func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.T
 		header.Set("Authorization", "PVEAPIToken="+c.opts.TokenID+"="+c.opts.TokenSecret)
 	}
 	var term proxmox.Term
-	path := guestPath(node, "lxc", vmid, "/termproxy")
 	if err := unwrapURLError(px.Post(ctx, path, nil, &term)); err != nil {
-		return nil, &pve.ConsoleError{VMID: vmid, Stage: "termproxy", Err: err}
+		return nil, consoleErr("termproxy", err)
 	}
 	port := strconv.Itoa(int(term.Port))
 
 	ws := *c.base
 	ws.Scheme = "wss"
-	ws.Path = ws.Path + guestPath(node, "lxc", vmid, "/vncwebsocket")
+	ws.Path = ws.Path + wsPath
 	ws.RawQuery = url.Values{"port": {port}, "vncticket": {term.Ticket}}.Encode()
 	dialer := websocket.Dialer{
 		TLSClientConfig:  c.tls,
@@ -52,24 +61,23 @@ func (c *Client) OpenTerminal(ctx context.Context, node string, vmid int) (pve.T
 		Subprotocols:     []string{"binary"},
 		Proxy:            nil,
 	}
-	wsPath := guestPath(node, "lxc", vmid, "/vncwebsocket")
 	conn, resp, err := dialer.DialContext(ctx, ws.String(), header)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: ctx.Err()}
+			return nil, consoleErr("websocket", ctx.Err())
 		}
 		if resp != nil {
-			return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: &pve.APIError{Method: "GET", Path: wsPath, Status: resp.StatusCode, Message: reason(resp)}}
+			return nil, consoleErr("websocket", &pve.APIError{Method: "GET", Path: wsPath, Status: resp.StatusCode, Message: reason(resp)})
 		}
-		return nil, &pve.ConsoleError{VMID: vmid, Stage: "websocket", Err: &pve.TransportError{Method: "GET", Path: wsPath, Err: err}}
+		return nil, consoleErr("websocket", &pve.TransportError{Method: "GET", Path: wsPath, Err: err})
 	}
 	t := &terminal{conn: conn}
 	if err := t.handshake(ctx, term.User, term.Ticket, c.consoleTimeout()); err != nil {
 		conn.Close()
 		if c.console == nil && errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &pve.ConsoleError{VMID: vmid, Stage: "handshake", Err: fmt.Errorf("%w (%v)", pve.ErrConsoleRefusesTokens, err)}
+			return nil, consoleErr("handshake", fmt.Errorf("%w (%v)", pve.ErrConsoleRefusesTokens, err))
 		}
-		return nil, &pve.ConsoleError{VMID: vmid, Stage: "handshake", Err: err}
+		return nil, consoleErr("handshake", err)
 	}
 	return t, nil
 }

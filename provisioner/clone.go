@@ -1,0 +1,110 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/migrahosting/cloudpods/provisioner/flow"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// clone makes the pod from the template. Undoing it removes the CT, and
+// only a CT carrying this run's marker (rollback.go).
+func (r *createRun) cloneStep() flow.Step {
+	return flow.Step{Name: StepClone, Run: r.clone, Plan: r.planClone, Undo: r.undoClone}
+}
+
+func (r *createRun) planClone(context.Context) ([]flow.Call, error) {
+	s := r.spec
+	if r.existing != nil {
+		return []flow.Call{{Method: "GET", Path: fmt.Sprintf("/nodes/%s/lxc/%d/config", s.Node, s.VMID), Note: "CT exists with this spec: converge"}}, nil
+	}
+	clone := map[string]string{"newid": strconv.Itoa(s.VMID), "hostname": s.Hostname, "description": "(ownership marker)"}
+	if !s.Linked {
+		clone["full"], clone["storage"] = "1", s.Storage
+	}
+	return []flow.Call{
+		{Method: "POST", Path: fmt.Sprintf("/nodes/%s/lxc/%d/clone", s.Node, s.Template), Params: formatParams(clone), Note: "retried on 'CT is locked'"},
+		taskPoll(s.Node, "the clone"),
+	}, nil
+}
+
+// clone clones one source at a time in this process, waits out PVE's lock
+// errors (a clone by another process holds the template's disk lock), and
+// settles an unknown outcome (596, dropped connection, timeout) by looking
+// for this run's marker on the new id before anything is repeated.
+func (r *createRun) clone(ctx context.Context) error {
+	s := r.spec
+	if r.existing != nil {
+		if err := r.waitUnlocked(ctx); err != nil {
+			return err
+		}
+		return flow.Skip(fmt.Sprintf("CT %d already cloned", s.VMID))
+	}
+	unlock, err := r.p.lockClone(ctx, s.Node, s.Template)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	marker := newMarker(s, r.runID, r.p.opts.Now())
+	r.cloneTried = true
+	r.res.Changed = true
+	upid, err := r.run.Retry().Task(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) (string, error) {
+		upid, err := r.p.api.CloneGuest(ctx, pve.CT(s.Node, s.Template), pve.CloneOptions{
+			NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked})
+		if err == nil {
+			r.created = true
+			r.tasks = append(r.tasks, upid)
+		}
+		return upid, err
+	}, func(ctx context.Context, upid string) error {
+		_, err := r.p.wait(ctx, s.Node, upid)
+		return err
+	}, r.cloneDone)
+	if err != nil {
+		return err
+	}
+	r.created = true
+	if upid == "" {
+		// The POST's answer was lost but the clone is there: wait for its
+		// lock to clear instead of for a task we have no id of.
+		return r.waitUnlocked(ctx)
+	}
+	return nil
+}
+
+// cloneDone is the clone's already-done check: a CT at the new id carrying
+// this run's marker is our clone. The same command's marker from another
+// run means two runs race for one pod.
+func (r *createRun) cloneDone(ctx context.Context, _ error) (bool, error) {
+	s := r.spec
+	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
+	if errors.Is(err, pve.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	m, ok := ParseMarker(cfg.Get("description"))
+	if ok && m.Owns(s.VMID) && m.RunID != r.runID && m.SpecHash == s.Hash() {
+		return false, problemf(ErrConflict, "CT %d is being created by another run of the same command (run %s): let it finish, then run the command again", s.VMID, m.RunID)
+	}
+	return ok && m.RunID == r.runID, nil
+}
+
+// waitUnlocked waits for a clone that an earlier run started (or whose
+// answer was lost) to finish: PVE clears 'lock: create' at the end.
+func (r *createRun) waitUnlocked(ctx context.Context) error {
+	err := r.p.waitNoLock(ctx, r.ct(), r.p.opts.TaskTimeout)
+	if errors.Is(err, pve.ErrNotFound) {
+		return fmt.Errorf("CT %d disappeared while its clone finished (PVE removes a failed clone's target): run the command again", r.spec.VMID)
+	}
+	return err
+}
+
+// taskPoll is the planned wait for a task's end.
+func taskPoll(node, what string) flow.Call {
+	return flow.Call{Method: "GET", Path: fmt.Sprintf("/nodes/%s/tasks/{upid}/status", node), Note: "poll until " + what + " task stops"}
+}
