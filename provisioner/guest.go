@@ -77,7 +77,9 @@ func (p *Provisioner) waitStopped(ctx context.Context, g pve.GuestRef, limit tim
 	var status string
 	err := pollUntil(ctx, limit, func(ctx context.Context) (bool, error) {
 		st, err := p.api.GuestStatus(ctx, g)
-		status = st.Status
+		if err == nil {
+			status = st.Status // a probe the limit cut short reads nothing
+		}
 		return err == nil && st.Status == "stopped", err
 	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -92,7 +94,9 @@ func (p *Provisioner) waitNoLock(ctx context.Context, g pve.GuestRef, limit time
 	var lock string
 	err := pollUntil(ctx, limit, func(ctx context.Context) (bool, error) {
 		cfg, err := p.api.GuestConfig(ctx, g)
-		lock = cfg.Get("lock")
+		if err == nil {
+			lock = cfg.Get("lock") // a probe the limit cut short reads nothing
+		}
 		return err == nil && lock == "", err
 	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
