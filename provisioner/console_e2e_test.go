@@ -22,7 +22,7 @@ import (
 // template's leftover netplan file defeats, so create fails with an
 // explanation and rolls back; with a console login it succeeds.
 func TestCreateOnPVEWhoseConsoleRefusesTokens(t *testing.T) {
-	env := simtest.Start(t, func(c *pvesim.Config) { c.Version = "8.4" })
+	env := simtest.Start(t, func(c *pvesim.Config) { c.Version = "8.4"; c.Packages = pvesim.PackagesPreApril2026 })
 	prov := simtest.Provisioner(env.API, provisioner.Options{VerifyTimeout: 500 * time.Millisecond})
 	var ev events
 	_, err := prov.Create(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91), Reporter: &ev})

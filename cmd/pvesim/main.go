@@ -33,7 +33,8 @@ type options struct {
 	applianceMirror string
 	dataDir         string
 	faults          []string
-	termproxyTokens string
+	packages        string
+	packageVersions []string
 	authFailDelay   time.Duration
 	logLevel        string
 	envFile         string
@@ -76,7 +77,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.applianceMirror, "appliance-mirror", "", "base URL (loopback only) of a mirror of the appliance templates, laid out like download.proxmox.com/images; default: the simulator synthesises them")
 	fs.StringVar(&o.dataDir, "data-dir", "", "container root directories (default: a temporary directory removed at exit)")
 	fs.StringArrayVar(&o.faults, "fault", nil, "inject a fault (repeatable): "+pvesim.FaultSyntax)
-	fs.StringVar(&o.termproxyTokens, "termproxy-tokens", "auto", "console with API tokens: auto (9.1 accepts, 8.4 rejects), accept or reject")
+	fs.StringVar(&o.packages, "packages", pvesim.PackagesUpdated, "package level: "+pvesim.PackagesUpdated+" (the 2026-04-21 updates installed: the console accepts API tokens) or "+pvesim.PackagesPreApril2026+" (it refuses them, on 9.1 as on 8.4)")
+	fs.StringArrayVar(&o.packageVersions, "package", nil, "override one installed package version, NAME=VERSION, e.g. pve-container=6.1.2 (repeatable)")
 	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
@@ -96,7 +98,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		DataDir:         o.dataDir,
 		Scale:           o.taskScale,
 		AuthFailDelay:   o.authFailDelay,
-		TermproxyTokens: o.termproxyTokens,
+		Packages:        o.packages,
 		StateFile:       o.stateFile,
 		ApplianceMirror: o.applianceMirror,
 		Logger:          log,
@@ -115,6 +117,16 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 			return cfg, nil, fmt.Errorf("--task-duration %q: want TYPE=DURATION, e.g. vzclone=10s", td)
 		}
 		cfg.TaskDurations[typ] = d
+	}
+	for _, pv := range o.packageVersions {
+		name, v, ok := strings.Cut(pv, "=")
+		if !ok || name == "" || v == "" {
+			return cfg, nil, fmt.Errorf("--package %q: want NAME=VERSION, e.g. pve-container=6.1.2", pv)
+		}
+		if cfg.PackageVersions == nil {
+			cfg.PackageVersions = map[string]string{}
+		}
+		cfg.PackageVersions[name] = v
 	}
 	for _, rule := range o.faults {
 		f, err := pvesim.ParseFault(rule)
@@ -158,7 +170,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "PVE %s simulator at %s\n", sim.Version(), sim.URL())
+	fmt.Fprintf(stdout, "PVE %s simulator (%s) at %s\n", sim.Version(), sim.PackageSummary(), sim.URL())
 	fmt.Fprintf(stdout, "certificate fingerprint: %s\n", sim.Fingerprint())
 	fmt.Fprintf(stdout, "Authorization: PVEAPIToken=%s=%s\n", o.tokenID, o.tokenSecret)
 	for _, l := range logins {

@@ -69,3 +69,22 @@ func TestRunWritesEnvFile(t *testing.T) {
 		t.Errorf("stdout %q", stdout.String())
 	}
 }
+
+func TestPackageFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--pve-version", "9.1", "--packages", "pre-2026-04", "--package", "pve-container=6.1.3"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := o.config(nil)
+	if err != nil || cfg.Packages != pvesim.PackagesPreApril2026 || cfg.PackageVersions["pve-container"] != "6.1.3" {
+		t.Errorf("config %+v, %v", cfg, err)
+	}
+	o, _ = parseFlags([]string{"--package", "pve-container"}, &bytes.Buffer{})
+	if _, _, err := o.config(nil); err == nil {
+		t.Error("--package without a version was accepted")
+	}
+	o, _ = parseFlags([]string{"--listen", "127.0.0.1:0", "--packages", "ancient"}, &bytes.Buffer{})
+	if err := run(context.Background(), o, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `package level "ancient"`) {
+		t.Errorf("unknown level: %v", err)
+	}
+}

@@ -34,6 +34,12 @@ var (
 	// through an endpoint that rejects API-token users (PVE before the
 	// April 2026 updates: proxmox-termproxy ≤ 1.1.0).
 	ErrConsoleRefusesTokens = errors.New("this PVE's console (termproxy) refuses API-token tickets")
+	// ErrConsoleTicket: PVE refused a console ticket (a stale or bad
+	// PVEVNC ticket: 401 "permission denied - invalid PVEVNC ticket", or
+	// termproxy closing the socket after the ticket line). The token
+	// itself is fine, so it never matches ErrUnauthorized; a new attach
+	// gets a new ticket.
+	ErrConsoleTicket = errors.New("PVE refused the console ticket")
 	// ErrTaskFailed: a worker task ended with an error exit status.
 	ErrTaskFailed = errors.New("task failed")
 )
@@ -75,7 +81,9 @@ func (e *APIError) Is(target error) bool {
 	msg := strings.ToLower(e.Message)
 	switch target {
 	case ErrUnauthorized:
-		return e.Status == 401
+		return e.Status == 401 && !isConsoleTicketMessage(msg)
+	case ErrConsoleTicket:
+		return e.Status == 401 && isConsoleTicketMessage(msg)
 	case ErrForbidden:
 		return e.Status == 403
 	case ErrInvalidParameter:
@@ -118,6 +126,13 @@ func (e *APIError) Object() string {
 		return "node " + parts[1]
 	}
 	return ""
+}
+
+// isConsoleTicketMessage recognises verify_rsa_ticket's refusal of a
+// console ticket (pve-common src/PVE/Ticket.pm): "permission denied -
+// invalid PVEVNC ticket".
+func isConsoleTicketMessage(msg string) bool {
+	return strings.Contains(msg, "invalid pvevnc ticket")
 }
 
 // transientStatus: what a proxy in front of PVE answers when it is
@@ -185,6 +200,12 @@ func (e *ConsoleError) Error() string {
 }
 
 func (e *ConsoleError) Unwrap() error { return e.Err }
+
+// Is makes a refused console ticket transient: attaching again asks
+// termproxy for a fresh ticket.
+func (e *ConsoleError) Is(target error) bool {
+	return target == ErrTransient && errors.Is(e.Err, ErrConsoleTicket)
+}
 
 // failedRead reports whether err is the failure of an idempotent request:
 // the transport has retried it already, so an operation must not again.

@@ -33,6 +33,10 @@ func TestAPIErrorClassification(t *testing.T) {
 			[]error{ErrMaybeApplied}, []error{ErrTransient}},
 		{"bad token", &APIError{Status: 401, Message: "authentication failure"},
 			[]error{ErrUnauthorized}, []error{ErrForbidden}},
+		// pve-common src/PVE/Ticket.pm: a stale console ticket is a 401 too,
+		// but never "the token was rejected".
+		{"stale console ticket", &APIError{Status: 401, Method: "GET", Path: "/nodes/pve/lxc/9101/vncwebsocket", Message: "permission denied - invalid PVEVNC ticket"},
+			[]error{ErrConsoleTicket}, []error{ErrUnauthorized, ErrForbidden}},
 		{"missing privilege", &APIError{Status: 403, Message: "Permission check failed (/vms/9000, VM.Clone)"},
 			[]error{ErrForbidden}, []error{ErrUnauthorized}},
 		{"proxy 503", &APIError{Status: 503, Message: "Service Unavailable"}, []error{ErrTransient}, nil},
@@ -177,5 +181,19 @@ func TestTransportErrorMayHaveHappened(t *testing.T) {
 	var te *TransportError
 	if !errors.As(err, &te) || te.Method != "POST" {
 		t.Error("errors.As must recover the request")
+	}
+}
+
+// A refused console ticket inside a ConsoleError is worth a new attach
+// (a new ticket), and is no authentication failure.
+func TestConsoleTicketErrorIsTransient(t *testing.T) {
+	err := fmt.Errorf("network in the console of CT 9101: %w", &ConsoleError{VMID: 9101, Stage: "websocket",
+		Err: &APIError{Status: 401, Method: "GET", Message: "permission denied - invalid PVEVNC ticket"}})
+	if !errors.Is(err, ErrConsoleTicket) || !errors.Is(err, ErrTransient) || errors.Is(err, ErrUnauthorized) {
+		t.Errorf("%v: ticket=%v transient=%v unauthorized=%v", err, errors.Is(err, ErrConsoleTicket), errors.Is(err, ErrTransient), errors.Is(err, ErrUnauthorized))
+	}
+	other := &ConsoleError{VMID: 9101, Stage: "handshake", Err: fmt.Errorf("%w (closed)", ErrConsoleRefusesTokens)}
+	if errors.Is(other, ErrTransient) || errors.Is(other, ErrConsoleTicket) {
+		t.Errorf("%v counts as a ticket problem", other)
 	}
 }

@@ -55,6 +55,8 @@ type Client struct {
 	console *proxmox.Client
 	tls     *tls.Config
 	log     logrus.FieldLogger
+	// verdicts: what ConsoleTokenSupport found, for OpenTerminal.
+	verdicts consoleVerdicts
 }
 
 // NormalizeURL accepts https://host[:port][/api2/json] and returns the API

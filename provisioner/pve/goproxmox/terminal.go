@@ -74,12 +74,23 @@ func (c *Client) OpenTerminal(ctx context.Context, g pve.GuestRef) (pve.Terminal
 	t := &terminal{conn: conn}
 	if err := t.handshake(ctx, term.User, term.Ticket, c.consoleTimeout()); err != nil {
 		conn.Close()
-		if c.console == nil && errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, consoleErr("handshake", fmt.Errorf("%w (%v)", pve.ErrConsoleRefusesTokens, err))
-		}
-		return nil, consoleErr("handshake", err)
+		return nil, consoleErr("handshake", c.handshakeRefusal(g.Node, err))
 	}
 	return t, nil
+}
+
+// handshakeRefusal says what termproxy closing the socket after the
+// ticket line means: it refused the ticket. For a token on a console known
+// to refuse tokens, or not known to accept them (ConsoleTokenSupport not
+// asked, or unsure), that is the token's owner; otherwise the ticket.
+func (c *Client) handshakeRefusal(node string, err error) error {
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	if c.console == nil && c.verdicts.get(node) != pve.ConsoleTokensAccepted {
+		return fmt.Errorf("%w (%v)", pve.ErrConsoleRefusesTokens, err)
+	}
+	return fmt.Errorf("%w: termproxy closed the console after the ticket line (%v)", pve.ErrConsoleTicket, err)
 }
 
 // consoleTimeout bounds the websocket upgrade and the ticket handshake:
