@@ -38,6 +38,7 @@ type options struct {
 	authFailDelay   time.Duration
 	logLevel        string
 	envFile         string
+	seedGuests      int
 }
 
 func main() {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringArrayVar(&o.packageVersions, "package", nil, "override one installed package version, NAME=VERSION, e.g. pve-container=6.1.2 (repeatable)")
 	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
+	fs.IntVar(&o.seedGuests, "seed-guests", 0, "add N existing guests (CTs and VMs with static addresses in several subnets, tags, most running) for measuring costs on a busy cluster; the same N guests every time, and those a --state file already holds are kept")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -168,6 +170,10 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	sim, err := pvesim.Start(ctx, cfg)
 	if err != nil {
+		return err
+	}
+	if err := sim.SeedGuests(o.seedGuests); err != nil {
+		_ = sim.Close()
 		return err
 	}
 	fmt.Fprintf(stdout, "PVE %s simulator (%s) at %s\n", sim.Version(), sim.PackageSummary(), sim.URL())
