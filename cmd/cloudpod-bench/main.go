@@ -26,6 +26,8 @@ type options struct {
 	pods         int
 	clone, start time.Duration
 	scale        float64
+	requestTime  time.Duration
+	workers      int
 	guests       []int
 	ansible      string
 	jsonFile     string
@@ -77,6 +79,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.clone, "clone", 3*time.Second, "configured clone task duration, before scaling")
 	fs.DurationVar(&o.start, "start", time.Second, "configured start task duration, before scaling")
 	fs.Float64Var(&o.scale, "scale", 1, "multiply the task durations (1 = realistic)")
+	fs.DurationVar(&o.requestTime, "request-time", 15*time.Millisecond, "what each API call costs the simulated node: it holds one of --request-workers pveproxy workers this long (15ms × 3 ≈ 200 calls/s, the fast end of a real node); 0: no cost")
+	fs.IntVar(&o.workers, "request-workers", 3, "pveproxy workers for --request-time (PVE runs 3)")
 	fs.IntSliceVar(&o.guests, "guests", []int{0, 1000}, "existing guests of each cluster to measure on (0 = empty)")
 	fs.StringVar(&o.ansible, "ansible", "auto", "the same batch through Ansible: auto (when installed, else a skip reason), off, or require")
 	fs.StringVar(&o.jsonFile, "json", "", "also write the figures to this file as JSON")
@@ -112,7 +116,8 @@ func run(ctx context.Context, o options, progress io.Writer) (*bench.Report, err
 		defer os.RemoveAll(dir)
 	}
 	opts := bench.Options{
-		Setting:  bench.Setting{Pods: o.pods, Clone: o.clone, Start: o.start, Scale: o.scale},
+		Setting: bench.Setting{Pods: o.pods, Clone: o.clone, Start: o.start, Scale: o.scale,
+			RequestTime: o.requestTime, RequestWorkers: o.workers},
 		Guests:   o.guests,
 		Cloudpod: bench.Cloudpod{Command: []string{cloudpod}},
 		WorkDir:  dir,

@@ -22,7 +22,8 @@ func TestBenchHarnessSmoke(t *testing.T) {
 	}
 	const pods, guests = 2, 30
 	rep, err := bench.Run(context.Background(), bench.Options{
-		Setting:  bench.Setting{Pods: pods, Clone: 3 * time.Second, Start: time.Second, Scale: 0.02},
+		Setting: bench.Setting{Pods: pods, Clone: 3 * time.Second, Start: time.Second, Scale: 0.02,
+			RequestTime: time.Millisecond, RequestWorkers: 3},
 		Guests:   []int{0, guests},
 		Cloudpod: bench.Cloudpod{Command: []string{os.Args[0]}, Env: []string{"CLOUDPODS_CLI_CHILD=1"}},
 		WorkDir:  t.TempDir(),

@@ -47,3 +47,17 @@ func TestSeedGuestsFlagFillsTheCluster(t *testing.T) {
 		t.Errorf("%d guests in the saved state, want the template and 25 seeded", len(st.Guests))
 	}
 }
+
+func TestRequestTimeFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--request-time", "15ms", "--request-workers", "4"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := o.config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RequestTime != 15*time.Millisecond || cfg.RequestWorkers != 4 {
+		t.Errorf("request time %v, workers %d", cfg.RequestTime, cfg.RequestWorkers)
+	}
+}
