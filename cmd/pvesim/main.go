@@ -38,6 +38,9 @@ type options struct {
 	authFailDelay   time.Duration
 	logLevel        string
 	envFile         string
+	seedGuests      int
+	requestTime     time.Duration
+	requestWorkers  int
 }
 
 func main() {
@@ -81,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringArrayVar(&o.packageVersions, "package", nil, "override one installed package version, NAME=VERSION, e.g. pve-container=6.1.2 (repeatable)")
 	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
+	fs.IntVar(&o.seedGuests, "seed-guests", 0, "add N existing guests (CTs and VMs with static addresses in several subnets, tags, most running) for measuring costs on a busy cluster; the same N guests every time, and those a --state file already holds are kept")
+	fs.DurationVar(&o.requestTime, "request-time", 0, "what each API call costs the node: it holds one of --request-workers pveproxy workers this long before it is handled (15ms ≈ 200 calls/s with 3 workers); 0 answers as fast as the simulator can")
+	fs.IntVar(&o.requestWorkers, "request-workers", 3, "pveproxy workers for --request-time (PVE runs 3)")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -101,6 +107,8 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		Packages:        o.packages,
 		StateFile:       o.stateFile,
 		ApplianceMirror: o.applianceMirror,
+		RequestTime:     o.requestTime,
+		RequestWorkers:  o.requestWorkers,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}
@@ -168,6 +176,10 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	sim, err := pvesim.Start(ctx, cfg)
 	if err != nil {
+		return err
+	}
+	if err := sim.SeedGuests(o.seedGuests); err != nil {
+		_ = sim.Close()
 		return err
 	}
 	fmt.Fprintf(stdout, "PVE %s simulator (%s) at %s\n", sim.Version(), sim.PackageSummary(), sim.URL())
