@@ -82,7 +82,7 @@ func (r *createRun) announceConsolePath(ctx context.Context) {
 // console path it took, and why they did not run.
 func (c ConsolePath) skipped(why error) string {
 	if !errors.Is(why, pve.ErrConsoleRefusesTokens) {
-		return fmt.Sprintf("deep checks skipped (console path: %s): %v", c, why)
+		return fmt.Sprintf("deep checks skipped: %v (console path: %s)", why, c)
 	}
 	path := c.String()
 	if c.Path != ConsoleTokenRefused {

@@ -43,3 +43,19 @@ func TestHealthDeepWithATokenThatMayNotReadPackages(t *testing.T) {
 		t.Errorf("problems blame the token: %q", h.Problems)
 	}
 }
+
+// A console that gives no shell (cmode tty in effect) skips the in-pod
+// checks too, and the note names the console path that was taken.
+func TestHealthDeepNamesItsConsolePathWhenTheConsoleGivesNoShell(t *testing.T) {
+	env := simtest.Start(t, nil)
+	prov := simtest.Provisioner(env.API, provisioner.Options{})
+	_, err := prov.Create(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91)})
+	must(t, err)
+	must(t, env.Sim.SetConfig(9101, "cmode", "tty"))
+	h, err := prov.Health(context.Background(), "pve", 9101, true)
+	must(t, err)
+	const want = "deep checks skipped: the console of CT 9101 gave no shell within 3s (configured cmode tty); they need cmode=shell in effect, which a change takes at the next start (console path: API token, accepted by this PVE — pve-container 6.1.3 and libpve-access-control 9.0.7 check console tickets through /access/vncticket, which accepts API tokens)"
+	if len(h.Warnings) != 1 || h.Warnings[0] != want {
+		t.Errorf("warnings %q\nwant %q", h.Warnings, want)
+	}
+}
