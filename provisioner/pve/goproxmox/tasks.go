@@ -24,32 +24,18 @@ func (c *Client) Tasks(ctx context.Context, node string, f pve.TaskFilter) ([]pv
 	if !f.Since.IsZero() {
 		params["since"] = strconv.FormatInt(f.Since.Unix(), 10)
 	}
-	var raw []struct {
-		UPID      string    `json:"upid"`
-		Node      string    `json:"node"`
-		Type      string    `json:"type"`
-		ID        string    `json:"id"`
-		User      string    `json:"user"`
-		TokenID   string    `json:"tokenid"`
-		Status    string    `json:"status"`
-		StartTime flexInt64 `json:"starttime"`
-	}
+	var raw []taskFields
 	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/tasks", params, &raw); err != nil {
 		return nil, err
 	}
 	out := make([]pve.TaskStatus, 0, len(raw))
 	for _, t := range raw {
-		start := time.Unix(int64(t.StartTime), 0)
-		if !f.Since.IsZero() && start.Before(f.Since) {
+		st := t.status()
+		if (!f.Since.IsZero() && st.StartTime.Before(f.Since)) || (f.Own && !c.ownTask(t.UPID)) {
 			continue
 		}
-		if f.Own && !c.ownTask(t.UPID) {
-			continue
-		}
-		st := pve.TaskStatus{UPID: t.UPID, Node: t.Node, Type: t.Type, ID: t.ID, User: t.User, TokenID: t.TokenID, StartTime: start}
-		if user, token, ok := strings.Cut(t.User, "!"); ok && st.TokenID == "" {
-			st.User, st.TokenID = user, token
-		}
+		// The list says RUNNING, or the exit status where the status
+		// call says stopped.
 		if t.Status == "" || t.Status == "RUNNING" {
 			st.Status = "running"
 		} else {
@@ -60,6 +46,31 @@ func (c *Client) Tasks(ctx context.Context, node string, f pve.TaskFilter) ([]pv
 	// PVE lists running tasks first, in the order it started them.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].StartTime.After(out[j].StartTime) })
 	return out, nil
+}
+
+// taskFields are what PVE says of a task, in its status (…/tasks/{upid}/
+// status) and in the task list.
+type taskFields struct {
+	UPID       string    `json:"upid"`
+	Node       string    `json:"node"`
+	Type       string    `json:"type"`
+	ID         string    `json:"id"`
+	User       string    `json:"user"`
+	TokenID    string    `json:"tokenid"`
+	Status     string    `json:"status"`
+	ExitStatus string    `json:"exitstatus"`
+	StartTime  flexInt64 `json:"starttime"`
+}
+
+// status is the task as pve.TaskStatus, its user split from the token
+// where PVE gave the whole user@realm!token.
+func (t taskFields) status() pve.TaskStatus {
+	st := pve.TaskStatus{UPID: t.UPID, Node: t.Node, Type: t.Type, ID: t.ID, User: t.User, TokenID: t.TokenID,
+		Status: t.Status, ExitStatus: t.ExitStatus, StartTime: time.Unix(int64(t.StartTime), 0)}
+	if user, token, ok := strings.Cut(t.User, "!"); ok && st.TokenID == "" {
+		st.User, st.TokenID = user, token
+	}
+	return st
 }
 
 // ownTask reports whether this client's API token started the task: the
