@@ -43,9 +43,10 @@ type Backup struct {
 }
 
 // lostBackupGrace is how long a vzdump whose answer was lost gets to show
-// itself (the CT's backup lock or its archive) before it is sent again. A
-// second archive is the price of guessing wrong; the storage's prune
-// settings clear it.
+// its task in the node's task list before it is sent again. PVE lists the
+// worker as soon as it forks, before answering; a proxy that gave up on a
+// busy pvedaemon may see it fork later than that, and a second backup is
+// the price of that guess (the storage's prune settings clear it).
 const lostBackupGrace = 2 * time.Second
 
 // Backup takes a vzdump of a pod: snapshot mode (vzdump itself falls back
@@ -75,6 +76,8 @@ type backupRun struct {
 	// spec is what the audit log records of the pod.
 	spec Spec
 	out  Backup
+	// since bounds the task listings that settle a lost vzdump answer.
+	since time.Time
 }
 
 // backup checks the CT and the storage, waits out a lock, runs vzdump and
@@ -105,12 +108,20 @@ func (b *backupRun) backup(ctx context.Context) error {
 	if vols, err := p.api.StorageContent(ctx, req.Node, req.Storage, "backup"); err == nil {
 		before.add(vols)
 	}
+	// The CT's vzdump tasks so far: a lost answer is settled by the task
+	// that is not among them.
+	known, err := b.knownVzdumpTasks(ctx)
+	if err != nil {
+		return fmt.Errorf("list the backup tasks of CT %d before starting one: %w", req.VMID, err)
+	}
 	opts := pve.BackupOptions{VMID: req.VMID, Storage: req.Storage, Mode: "snapshot", Compress: "zstd", NotesTemplate: backupNotes(b.spec.Tenant)}
 	var upid string
-	var adopted *pve.Volume
-	err = p.opts.Retry.Do(ctx, fmt.Sprintf("back up CT %d to %s", req.VMID, req.Storage), func(ctx context.Context) error {
+	err = b.run.Retry().Do(ctx, fmt.Sprintf("back up CT %d to %s", req.VMID, req.Storage), func(ctx context.Context) error {
 		var err error
 		upid, err = p.api.Backup(ctx, req.Node, opts)
+		if errors.Is(err, pve.ErrMaybeApplied) {
+			upid, err = b.adoptLostBackup(ctx, known, err)
+		}
 		if err != nil {
 			return err
 		}
@@ -118,32 +129,22 @@ func (b *backupRun) backup(ctx context.Context) error {
 			// PVE's answer when none of the guests is on this node.
 			return problemf(ErrPreflight, "PVE started no backup: CT %d is not on node %s", req.VMID, req.Node)
 		}
+		known[upid] = true
 		_, err = p.wait(ctx, req.Node, upid)
 		return err
-	}, func(ctx context.Context, _ error) (bool, error) {
-		v, err := p.findLostBackup(ctx, b.g, req.Storage, before)
-		adopted = v
-		return v != nil, err
-	})
+	}, nil)
 	if err != nil {
 		return err
 	}
-	newest, mode := adopted, ""
+	archive, mode := p.vzdumpLog(ctx, req.Node, upid)
+	newest, err := p.archiveOf(ctx, req.Node, req.Storage, req.VMID, archive, before)
+	if err != nil {
+		return fmt.Errorf("backup of CT %d done (task %s), but listing %s failed: %w", req.VMID, upid, req.Storage, err)
+	}
 	if newest == nil {
-		var archive string
-		archive, mode = p.vzdumpLog(ctx, req.Node, upid)
-		newest, err = p.archiveOf(ctx, req.Node, req.Storage, req.VMID, archive, before)
-		if err != nil {
-			return fmt.Errorf("backup of CT %d done (task %s), but listing %s failed: %w", req.VMID, upid, req.Storage, err)
-		}
-		if newest == nil {
-			return fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
-		}
+		return fmt.Errorf("vzdump of CT %d finished (task %s) but no new archive is on %s", req.VMID, upid, req.Storage)
 	}
-	b.out = Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage, Mode: mode}
-	if adopted == nil {
-		b.out.Task = upid
-	}
+	b.out = Backup{VolID: newest.VolID, VMID: req.VMID, Size: newest.Size, Created: newest.CTime, Notes: newest.Notes, Storage: req.Storage, Mode: mode, Task: upid}
 	b.run.Note(fmt.Sprintf("%s (%s)", b.out.VolID, humanBytes(b.out.Size)))
 	return nil
 }
@@ -199,37 +200,6 @@ func (p *Provisioner) archiveOf(ctx context.Context, node, storage string, vmid 
 		if path.Base(vols[i].VolID) == archive {
 			return &vols[i], nil
 		}
-	}
-	return p.newArchive(ctx, node, storage, vmid, before)
-}
-
-// findLostBackup settles a vzdump whose answer was lost: its worker locks
-// the CT ("backup") while it runs and leaves an archive behind. Nothing of
-// either within lostBackupGrace means the call did not start a backup.
-func (p *Provisioner) findLostBackup(ctx context.Context, g pve.GuestRef, storage string, before archiveCounts) (*pve.Volume, error) {
-	node, vmid := g.Node, g.VMID
-	var found *pve.Volume
-	running := false
-	err := pollUntil(ctx, lostBackupGrace, func(ctx context.Context) (bool, error) {
-		v, err := p.newArchive(ctx, node, storage, vmid, before)
-		if err != nil || v != nil {
-			found = v
-			return true, err
-		}
-		cfg, err := p.api.GuestConfig(ctx, g)
-		running = cfg.Get("lock") == "backup"
-		return running, err
-	})
-	switch {
-	case found != nil:
-		return found, nil
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		return nil, nil
-	case err != nil:
-		return nil, err
-	}
-	if err := p.waitNoLock(ctx, g, p.opts.TaskTimeout); err != nil {
-		return nil, err
 	}
 	return p.newArchive(ctx, node, storage, vmid, before)
 }

@@ -28,6 +28,7 @@ func TestBackupOnTheChosenStorageWithTenantNotes(t *testing.T) {
 		{name: "default storage", storage: "vzdump-backups"},
 		{name: "t7-backup", req: provisioner.BackupRequest{Storage: "t7-backup"}, storage: "t7-backup"},
 		{name: "answer lost after vzdump started", fault: &pvesim.Fault{Method: "POST", Path: vzdump, Nth: 1, Kind: "596", After: true}, storage: "vzdump-backups"},
+		{name: "connection dropped before vzdump started", fault: &pvesim.Fault{Method: "POST", Path: vzdump, Nth: 1, Kind: "drop"}, storage: "vzdump-backups"},
 		{name: "vzdump refused once by a lock", fault: &pvesim.Fault{Method: "POST", Path: vzdump, Nth: 1, Kind: "lock", Message: "CT is locked (snapshot)"}, storage: "vzdump-backups"},
 		{name: "vzdump task fails", fault: &pvesim.Fault{Method: "POST", Path: vzdump, Kind: "taskfail", Message: "job errors"}, wantErr: "task vzdump failed: job errors"},
 		{name: "vzdump refused", fault: &pvesim.Fault{Method: "POST", Path: vzdump, Kind: "500", Message: "got unexpected control message"}, wantErr: "got unexpected control message"},

@@ -79,6 +79,7 @@ type CreateResult struct {
 	Steps    map[string]float64 `json:"steps"` // seconds per step
 	Warnings []string           `json:"warnings,omitempty"`
 	Checks   []Check            `json:"checks,omitempty"`
+	Console  *ConsolePath       `json:"console,omitempty"` // said in preflight (console_path.go)
 }
 
 // Check is one verification inside or about the pod.

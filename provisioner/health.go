@@ -138,9 +138,10 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef, cfg pve.Config) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ExecTimeout)
 	defer cancel()
+	path := p.consolePath(ctx, g.Node)
 	sh, done, err := p.openShell(ctx, g)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
-		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: %v", err))
+		h.Warnings = append(h.Warnings, path.skipped(err))
 		return
 	}
 	if err != nil {
@@ -156,8 +157,8 @@ func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef,
 	_, _, err = sh.run(pctx, "true")
 	pcancel()
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		h.Warnings = append(h.Warnings, fmt.Sprintf("deep checks skipped: the console of CT %d gave no shell within %s (configured cmode %s); they need cmode=shell in effect, which a change takes at the next start",
-			g.VMID, consoleProbe, orDefault(cfg.Get("cmode"), "tty")))
+		h.Warnings = append(h.Warnings, path.skipped(fmt.Errorf("the console of CT %d gave no shell within %s (configured cmode %s); they need cmode=shell in effect, which a change takes at the next start",
+			g.VMID, consoleProbe, orDefault(cfg.Get("cmode"), "tty"))))
 		return
 	}
 	if err != nil {

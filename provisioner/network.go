@@ -74,7 +74,7 @@ func (r *createRun) network(ctx context.Context) error {
 // when this PVE's console refuses tokens and no console login is
 // configured: net0 still sets the address.
 func (r *createRun) inConsole(ctx context.Context, step string, fn func(ctx context.Context, sh *shell) error) (skipped bool, err error) {
-	err = r.run.Retry().Do(ctx, fmt.Sprintf("%s in the console of CT %d", step, r.spec.VMID), func(ctx context.Context) error {
+	err = r.consoleRetry().Do(ctx, fmt.Sprintf("%s in the console of CT %d", step, r.spec.VMID), func(ctx context.Context) error {
 		sh, done, err := r.p.attachShell(ctx, r.ct())
 		if err != nil {
 			return err

@@ -64,6 +64,7 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if !node.Online {
 		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", s.Node)
 	}
+	r.announceConsolePath(ctx)
 	if err := r.checkTemplate(ctx); err != nil {
 		return err
 	}

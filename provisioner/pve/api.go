@@ -56,12 +56,23 @@ type API interface {
 	StorageContent(ctx context.Context, node, storage, content string) ([]Volume, error)
 
 	TaskStatus(ctx context.Context, node, upid string) (TaskStatus, error)
+	// Tasks lists node's tasks that f selects, running ones included,
+	// newest first (GET /nodes/{node}/tasks with source=all): how a call
+	// whose answer was lost finds the task it started.
+	Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskStatus, error)
 	// TaskLog reads lines from start; limit 0 reads to the end.
 	TaskLog(ctx context.Context, node, upid string, start, limit int) ([]string, error)
 
 	// OpenTerminal opens the guest's console (termproxy + vncwebsocket): a
 	// container's shell, a VM's serial console.
 	OpenTerminal(ctx context.Context, g GuestRef) (Terminal, error)
+	// ConsolePath says how OpenTerminal will reach node's consoles, and
+	// why: a password login when one is configured, else the API token,
+	// judged by the node's package versions. Asked before the console, it
+	// also tells OpenTerminal what a console closed after the ticket means
+	// (a refused token or a refused ticket). It never fails: what cannot be
+	// read is ConsoleTokensUnknown, with the reason.
+	ConsolePath(ctx context.Context, node string) ConsolePath
 
 	// SDN is PVE's SDN IPAM, an optional capability: ok is false where the
 	// adapter or the cluster has none.

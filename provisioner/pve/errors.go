@@ -196,6 +196,16 @@ type ConsoleError struct {
 }
 
 func (e *ConsoleError) Error() string {
+	if errors.Is(e.Err, ErrConsoleTicket) {
+		// PVE's refusal, without the sentinel's own words: the sentence
+		// says what it means.
+		detail := strings.TrimPrefix(e.Err.Error(), ErrConsoleTicket.Error()+": ")
+		var api *APIError
+		if errors.As(e.Err, &api) {
+			detail = fmt.Sprintf("%d %s", api.Status, api.Message)
+		}
+		return fmt.Sprintf("console of %s %d: the console ticket expired or was refused (%s: %s)", e.Kind.Noun(), e.VMID, e.Stage, detail)
+	}
 	return fmt.Sprintf("console of %s %d: %s: %v", e.Kind.Noun(), e.VMID, e.Stage, e.Err)
 }
 

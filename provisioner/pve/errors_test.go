@@ -196,4 +196,18 @@ func TestConsoleTicketErrorIsTransient(t *testing.T) {
 	if errors.Is(other, ErrTransient) || errors.Is(other, ErrConsoleTicket) {
 		t.Errorf("%v counts as a ticket problem", other)
 	}
+	// It says so, in one sentence, whichever stage refused the ticket.
+	for _, tc := range []struct {
+		err  *ConsoleError
+		want string
+	}{
+		{&ConsoleError{VMID: 9101, Stage: "websocket", Err: &APIError{Status: 401, Method: "GET", Path: "/nodes/pve/lxc/9101/vncwebsocket", Message: "permission denied - invalid PVEVNC ticket"}},
+			"console of CT 9101: the console ticket expired or was refused (websocket: 401 permission denied - invalid PVEVNC ticket)"},
+		{&ConsoleError{Kind: QEMU, VMID: 9201, Stage: "handshake", Err: fmt.Errorf("%w: termproxy closed the console after the ticket line (handshake: unexpected EOF)", ErrConsoleTicket)},
+			"console of VM 9201: the console ticket expired or was refused (handshake: termproxy closed the console after the ticket line (handshake: unexpected EOF))"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("got  %s\nwant %s", got, tc.want)
+		}
+	}
 }

@@ -99,6 +99,9 @@ type Fake struct {
 	// ConsoleRefusesTokens makes every console attach fail as on a PVE
 	// whose termproxy refuses API-token tickets.
 	ConsoleRefusesTokens bool
+	// Console, when set, is what ConsolePath answers; nil answers the API
+	// token, accepted or refused as ConsoleRefusesTokens says.
+	Console *pve.ConsolePath
 	// Shell answers console commands before the built-in ones; handled
 	// false falls through to them.
 	Shell func(g *Guest, cmd string) (out string, code int, handled bool)

@@ -191,6 +191,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"StepProgress", StepProgress{}, true, nil},
 		{"JobError", JobError{}, true, nil},
 		{"Check", provisioner.Check{}, true, nil},
+		{"ConsolePath", provisioner.ConsolePath{}, true, nil},
 		{"CreateResult", provisioner.CreateResult{}, true, nil},
 		{"DestroyResult", provisioner.DestroyResult{}, true, nil},
 		{"Backup", provisioner.Backup{}, true, nil},

@@ -321,22 +321,11 @@ func (c *Client) StorageContent(ctx context.Context, node, storage, content stri
 }
 
 func (c *Client) TaskStatus(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
-	var raw struct {
-		UPID       string    `json:"upid"`
-		Node       string    `json:"node"`
-		Type       string    `json:"type"`
-		ID         string    `json:"id"`
-		User       string    `json:"user"`
-		TokenID    string    `json:"tokenid"`
-		Status     string    `json:"status"`
-		ExitStatus string    `json:"exitstatus"`
-		StartTime  flexInt64 `json:"starttime"`
-	}
+	var raw taskFields
 	if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/tasks/"+url.PathEscape(upid)+"/status", nil, &raw); err != nil {
 		return pve.TaskStatus{}, err
 	}
-	return pve.TaskStatus{UPID: raw.UPID, Node: raw.Node, Type: raw.Type, ID: raw.ID, User: raw.User, TokenID: raw.TokenID,
-		Status: raw.Status, ExitStatus: raw.ExitStatus, StartTime: time.Unix(int64(raw.StartTime), 0)}, nil
+	return raw.status(), nil
 }
 
 func (c *Client) TaskLog(ctx context.Context, node, upid string, start, limit int) ([]string, error) {

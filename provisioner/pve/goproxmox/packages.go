@@ -50,6 +50,15 @@ func (c *Client) ConsoleTokenSupport(ctx context.Context, node string) pve.Conso
 	return v
 }
 
+// ConsolePath: a configured console login opens every console; without
+// one, the API token does, as far as the node's packages let it.
+func (c *Client) ConsolePath(ctx context.Context, node string) pve.ConsolePath {
+	if c.console != nil {
+		return pve.ConsolePath{Login: c.opts.Console.User}
+	}
+	return pve.ConsolePath{Tokens: c.ConsoleTokenSupport(ctx, node)}
+}
+
 // consoleVerdicts remembers ConsoleTokenSupport's answer per node.
 type consoleVerdicts struct {
 	mu     sync.Mutex
