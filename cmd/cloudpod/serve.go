@@ -33,6 +33,7 @@ type serveOptions struct {
 	queueSize       int
 	retention       time.Duration
 	shutdownTimeout time.Duration
+	metricsPublic   bool
 
 	node     string
 	template int
@@ -60,6 +61,7 @@ var serveEnv = []struct{ flag, env string }{
 	{"queue-size", "CLOUDPODS_QUEUE_SIZE"},
 	{"job-retention", "CLOUDPODS_JOB_RETENTION"},
 	{"shutdown-timeout", "CLOUDPODS_SHUTDOWN_TIMEOUT"},
+	{"metrics-public", "CLOUDPODS_METRICS_PUBLIC"},
 	{"node", "CLOUDPODS_NODE"},
 	{"template", "CLOUDPODS_TEMPLATE"},
 	{"storage", "CLOUDPODS_STORAGE"},
@@ -133,7 +135,7 @@ environment variable shown in its help.`,
 					_, err := api.Version(ctx)
 					return err
 				},
-				Workers: o.workers, QueueSize: o.queueSize, Retention: o.retention,
+				Workers: o.workers, QueueSize: o.queueSize, Retention: o.retention, MetricsPublic: o.metricsPublic,
 			}, log)
 		},
 	}
@@ -148,6 +150,7 @@ environment variable shown in its help.`,
 	f.IntVar(&o.queueSize, "queue-size", 32, "jobs that may wait before the API answers 503")
 	f.DurationVar(&o.retention, "job-retention", 7*24*time.Hour, "how long finished jobs (and their idempotency keys) are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Minute, "on SIGTERM, how long running jobs get to reach a step boundary before they are aborted")
+	f.BoolVar(&o.metricsPublic, "metrics-public", false, "serve /metrics without a token (/healthz and /readyz always are)")
 	f.StringVar(&o.node, "node", def.Node, "PVE node pods are made on")
 	f.IntVar(&o.template, "template", def.Template, "default golden template VMID")
 	f.StringVar(&o.storage, "storage", def.Storage, "default rootfs storage")

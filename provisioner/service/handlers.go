@@ -33,11 +33,25 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": err.Error()})
+			// /readyz is open: the answer names the kind of trouble, the
+			// log has PVE's own words (its address among them).
+			s.log.WithError(err).Warn("readyz: PVE is not ready")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": unreadyReason(err)})
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// unreadyReason says why PVE is not ready without PVE's error text.
+func unreadyReason(err error) string {
+	switch provisioner.KindOf(err) {
+	case provisioner.KindAuth:
+		return "PVE refuses the service's API token: see the service's log"
+	case provisioner.KindUnreachable, provisioner.KindTimeout:
+		return "PVE does not answer: see the service's log"
+	}
+	return "PVE's check failed: see the service's log"
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
@@ -113,7 +127,7 @@ func (s *Server) replayed(w http.ResponseWriter, idem *IdempotencyRecord) bool {
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	var body createBody
+	var body provisioner.PodRequest
 	if e := decodeBody(w, r, &body, false); e != nil {
 		writeError(w, e)
 		return

@@ -37,6 +37,9 @@ type Options struct {
 	PVE *PVEMetrics
 	// Ready checks PVE is reachable and accepts the token, for /readyz.
 	Ready func(ctx context.Context) error
+	// MetricsPublic serves /metrics without a token (a Prometheus that
+	// scrapes without one); by default it needs one, as the API does.
+	MetricsPublic bool
 	// Workers is how many jobs run at once (4).
 	Workers int
 	// QueueSize is how many jobs may wait before the API answers 503 (32).
