@@ -114,15 +114,20 @@ func (g *globalOptions) resolve(fs *pflag.FlagSet) error {
 	pick("audit-log", &g.auditLog, "CLOUDPODS_AUDIT_LOG")
 	pick("ipam-file", &g.ipam.file, "CLOUDPODS_IPAM_FILE")
 	if g.tokenFile != "" {
-		b, err := os.ReadFile(g.tokenFile)
+		secret, err := readSecretFile("--token-file", g.tokenFile)
 		if err != nil {
-			return fmt.Errorf("%w: token file: %v", errUsage, err)
+			return err
 		}
-		g.tokenSecret = strings.TrimSpace(string(b))
+		g.tokenSecret = secret
 	} else if v := g.getenv("PVE_TOKEN_SECRET"); v != "" {
 		g.tokenSecret = v
-	} else {
-		g.tokenSecret = file["PVE_TOKEN_SECRET"]
+	} else if v := file["PVE_TOKEN_SECRET"]; v != "" {
+		// The secret is in the settings file itself, which then is a
+		// secret file.
+		if err := checkSecretMode("the config file", path); err != nil {
+			return err
+		}
+		g.tokenSecret = v
 	}
 	if g.requester == "" {
 		g.requester = firstNonEmpty(g.getenv("SUDO_USER"), g.getenv("USER"))
@@ -170,11 +175,11 @@ func (g *globalOptions) client(log logrus.FieldLogger) (pve.API, error) {
 		if g.consolePass == "" {
 			return nil, fmt.Errorf("%w: --console-user needs --console-password-file", errUsage)
 		}
-		b, err := os.ReadFile(g.consolePass)
+		password, err := readSecretFile("--console-password-file", g.consolePass)
 		if err != nil {
-			return nil, fmt.Errorf("%w: console password file: %v", errUsage, err)
+			return nil, err
 		}
-		opts.Console = &goproxmox.ConsoleLogin{User: g.consoleUser, Password: strings.TrimSpace(string(b))}
+		opts.Console = &goproxmox.ConsoleLogin{User: g.consoleUser, Password: password}
 	}
 	c, err := goproxmox.New(opts)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -95,6 +94,9 @@ environment variable shown in its help.`,
 			if err != nil {
 				return err
 			}
+			if err := checkSecretMode("--auth-file", o.authFile); err != nil {
+				return err
+			}
 			tokens, err := service.LoadTokens(o.authFile)
 			if err != nil {
 				return fmt.Errorf("%w: %v", errUsage, err)
@@ -103,7 +105,6 @@ environment variable shown in its help.`,
 				return err
 			}
 			log := serveLogger(g, cmd.Flags().Changed("log-level"))
-			warnReadable(log, o.authFile)
 			pveMetrics := service.NewPVEMetrics()
 			g.observe = pveMetrics.Observe
 			api, err := g.client(log)
@@ -249,11 +250,6 @@ func serveLogger(g *globalOptions, levelSet bool) *logrus.Logger {
 	return l
 }
 
-func warnReadable(log logrus.FieldLogger, path string) {
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.WithField("auth_file", path).Warnf("the auth file is readable by others (mode %04o): chmod 600 it", st.Mode().Perm())
-	}
-}
 
 // runServe serves until stop closes (the first SIGTERM) or ctx ends (the
 // second), then stops taking requests and shuts the jobs down: gently

@@ -554,6 +554,10 @@ func TestParseTokens(t *testing.T) {
 		{"bad requester", "pa nel:" + long, 0, "requester"},
 		{"repeated token", "a:" + long + "\nb:" + long, 0, "line 2 repeats the token of line 1"},
 		{"empty", "# nothing\n", 0, "no tokens"},
+		{"NUL in a token", "panel:" + long + "\x00x\n", 0, "line 1: the token of panel holds whitespace, a control character or non-ASCII"},
+		{"ESC in a token", "panel:" + long + "\x1b[2J\n", 0, "control character"},
+		{"tab in a token", "panel:" + long + "\tx\n", 0, "control character"},
+		{"non-ASCII in a token", "panel:" + long + "é\n", 0, "non-ASCII"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
