@@ -250,7 +250,6 @@ func serveLogger(g *globalOptions, levelSet bool) *logrus.Logger {
 	return l
 }
 
-
 // runServe serves until stop closes (the first SIGTERM) or ctx ends (the
 // second), then stops taking requests and shuts the jobs down: gently
 // within --shutdown-timeout, else aborting the steps in flight.
