@@ -142,10 +142,7 @@ func (s *Server) validateCreate(b provisioner.PodRequest) (CreateParams, map[str
 	spec.VMID, spec.Hostname, spec.IP, spec.Template = p.VMID, p.Hostname, p.IP, p.Template
 	spec.Cores, spec.MemoryMB, spec.SwapMB = p.Cores, p.MemoryMB, p.SwapMB
 	for field, msg := range spec.FieldProblems(true) {
-		name := map[string]string{"memory": "memoryMb", "swap": "swapMb"}[field]
-		if name == "" {
-			name = field
-		}
+		name := apiField(field)
 		if _, set := errs[name]; set {
 			continue // required, or not an address at all
 		}
@@ -172,6 +169,14 @@ func (s *Server) validateCreate(b provisioner.PodRequest) (CreateParams, map[str
 		p.Bridge = b.Bridge
 	}
 	return p, errs
+}
+
+// apiField is the API's name of a provisioner.Spec field in a problem map.
+func apiField(specField string) string {
+	if name, ok := map[string]string{"memory": "memoryMb", "swap": "swapMb"}[specField]; ok {
+		return name
+	}
+	return specField
 }
 
 // backupBody is POST …/{vmid}/backup; the body is optional.
