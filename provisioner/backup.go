@@ -118,7 +118,7 @@ func (b *backupRun) backup(ctx context.Context) error {
 			// PVE's answer when none of the guests is on this node.
 			return problemf(ErrPreflight, "PVE started no backup: CT %d is not on node %s", req.VMID, req.Node)
 		}
-		_, err = p.wait(ctx, req.Node, upid)
+		_, err = p.waitShowing(ctx, b.run, req.Node, upid)
 		return err
 	}, func(ctx context.Context, _ error) (bool, error) {
 		v, err := p.findLostBackup(ctx, b.g, req.Storage, before)

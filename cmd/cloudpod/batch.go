@@ -96,6 +96,7 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 	}
 	start := time.Now()
 	results := prov.CreateBatch(ctx, reqs, o.concurrency)
+	prog.Close()
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {
@@ -112,7 +113,7 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 			if r.Err != nil {
 				status = "FAILED: " + r.Err.Error()
 			}
-			fmt.Fprintf(g.stdout, "  CT %-6d %-24s %-15s %s\n", r.Result.VMID, r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
+			fmt.Fprintf(g.stdout, "  %-9s %-24s %-15s %s\n", podLabel(r.Result.VMID, ""), r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
 		}
 	}
 	if failed > 0 {

@@ -17,12 +17,15 @@ import (
 )
 
 // TestMain lets the benchmark run the CLI as a child process of the test
-// binary, so its peak RSS is the CLI's own, not the simulator's.
+// binary, so its peak RSS is the CLI's own, not the simulator's; the child
+// is main itself, signals included.
 func TestMain(m *testing.M) {
 	if os.Getenv("CLOUDPODS_CLI_CHILD") == "1" {
-		os.Exit(execute(context.Background(), nil, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		main()
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBinaries()
+	os.Exit(code)
 }
 
 // BenchmarkBatchCreate provisions N pods (CLOUDPODS_BENCH_N, default 20)

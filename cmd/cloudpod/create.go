@@ -179,6 +179,7 @@ func runCreate(ctx context.Context, g *globalOptions, o *createOptions, spec pro
 		return err
 	}
 	prog := newProgress(g)
+	defer prog.Close()
 	if o.dryRun {
 		plan, err := prov.Plan(ctx, provisioner.CreateRequest{Spec: spec, Reporter: prog})
 		if err != nil {

@@ -60,9 +60,16 @@ the golden template and any VMID under 100; a guest with protection mode on. Bac
 			if err != nil {
 				return err
 			}
-			req.VMID, req.Requester, req.Reporter = vmid, g.requester, newProgress(g)
+			prog := newProgress(g)
+			defer prog.Close()
+			req.VMID, req.Requester, req.Reporter = vmid, g.requester, prog
 			if req.Force && !yes {
-				req.Confirm = g.confirmDestroy
+				req.Confirm = func(ctx context.Context, pod provisioner.DestroyResult) error {
+					// The question needs the terminal's last line.
+					prog.pause()
+					defer prog.resume()
+					return g.confirmDestroy(ctx, pod)
+				}
 			}
 			return runDestroy(cmd.Context(), g, prov, req)
 		},
@@ -229,8 +236,10 @@ snapshot), zstd, notes naming hostname, vmid and tenant. The storage's own reten
 				}
 				return runBackupList(cmd.Context(), g, prov, req.Node, req.VMID, only)
 			}
-			req.Requester, req.Reporter = g.requester, newProgress(g)
+			prog := newProgress(g)
+			req.Requester, req.Reporter = g.requester, prog
 			b, err := prov.Backup(cmd.Context(), req)
+			prog.Close()
 			if g.output == "json" {
 				writeJSON(g.stdout, resultLine(b, err))
 			} else if err == nil {
