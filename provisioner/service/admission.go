@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -67,6 +68,15 @@ func (s *Server) admit(job *Job) (t *ticket, got Job, replayed bool, err error) 
 
 func sameIdempotency(a, b *Job) bool {
 	return a.Idempotency != nil && b.Idempotency != nil && a.Idempotency.index() == b.Idempotency.index()
+}
+
+// allocated gives the admitted create the VMID and address IPAM reserved
+// for it; other admissions read pending jobs, so under the lock.
+func (s *Server) allocated(t *ticket, vmid int, ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t.job.Request.VMID, t.job.Request.IP, t.job.Request.Allocated = vmid, ip, true
+	t.job.VMID, t.job.IP = vmid, ip.String()
 }
 
 // commit saves the admitted job and queues it, after checking its VMID

@@ -176,8 +176,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			s.flowError(w, fmt.Sprintf("allocating a VMID and address for %s", params.Hostname), err)
 			return
 		}
-		params.VMID, params.IP, params.Allocated = vmid, ip, true
-		job.VMID, job.IP = vmid, ip.String()
+		s.allocated(t, vmid, ip)
 	}
 	got, err = s.commit(t)
 	if err != nil && auto {
