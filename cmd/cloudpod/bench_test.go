@@ -17,15 +17,12 @@ import (
 )
 
 // TestMain lets the benchmark run the CLI as a child process of the test
-// binary, so its peak RSS is the CLI's own, not the simulator's; the child
-// is main itself, signals included.
+// binary, so its peak RSS is the CLI's own, not the simulator's.
 func TestMain(m *testing.M) {
 	if os.Getenv("CLOUDPODS_CLI_CHILD") == "1" {
-		main()
+		os.Exit(execute(context.Background(), nil, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	code := m.Run()
-	removeBinaries()
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // BenchmarkBatchCreate provisions N pods (CLOUDPODS_BENCH_N, default 20)

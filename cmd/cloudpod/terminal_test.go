@@ -85,7 +85,10 @@ var liveClone = regexp.MustCompile(`^[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] CT 9101 cl
 // from the configured duration.
 func TestTerminalShowsLifeAndAcknowledgesCtrlC(t *testing.T) {
 	skipIfShort(t)
-	n := envInt("CLOUDPODS_PTY_CLONE_S", 4)
+	n := 4
+	if v, err := strconv.Atoi(os.Getenv("CLOUDPODS_PTY_CLONE_S")); err == nil && v > 0 {
+		n = v
+	}
 	c := startCLIWith(t, func(cfg *pvesim.Config) {
 		cfg.Scale = 1
 		cfg.TaskDurations = map[string]time.Duration{"vzclone": time.Duration(n) * time.Second, "vzdestroy": 100 * time.Millisecond}
