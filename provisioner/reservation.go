@@ -39,44 +39,37 @@ func (i IPAM) Held(ctx context.Context, owner, hostname string, now time.Time) (
 	return AddressLease{}, false, false, nil
 }
 
-// heldReservation is the reservation tenant's hostname holds with exactly
-// vmid and ip, if any.
-func (p *Provisioner) heldReservation(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) (AddressLease, bool, error) {
+// onReservation calls do with the reservation tenant's hostname holds with
+// exactly vmid and ip; without one (or without IPAM) it does nothing.
+func (p *Provisioner) onReservation(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr, do func(AddressLease) error) error {
+	if p.opts.Addresses == nil {
+		return nil
+	}
 	h, ok := p.opts.Addresses.(heldLeases)
 	if !ok {
-		return AddressLease{}, false, nil
+		return nil
 	}
 	l, reserved, held, err := h.Held(ctx, LeaseOwner(tenant, hostname), hostname, p.opts.Now())
 	if err != nil || !held || !reserved || l.VMID != vmid || l.IP != ip {
-		return AddressLease{}, false, err
+		return err
 	}
-	return l, true, nil
+	return do(l)
 }
 
 // Release gives back the reservation Reserve made for tenant's hostname,
 // when it still is one with exactly vmid and ip.
 func (p *Provisioner) Release(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error {
-	if p.opts.Addresses == nil {
-		return nil
-	}
-	l, ok, err := p.heldReservation(ctx, hostname, tenant, vmid, ip)
-	if err != nil || !ok {
-		return err
-	}
-	return p.opts.Addresses.Release(ctx, l)
+	return p.onReservation(ctx, hostname, tenant, vmid, ip, func(l AddressLease) error {
+		return p.opts.Addresses.Release(ctx, l)
+	})
 }
 
 // Renew keeps the reservation of tenant's hostname with exactly vmid and
 // ip from expiring (reserving it again renews it); an expired one is left
 // for the create's reserve step to take again.
 func (p *Provisioner) Renew(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error {
-	if p.opts.Addresses == nil {
-		return nil
-	}
-	l, ok, err := p.heldReservation(ctx, hostname, tenant, vmid, ip)
-	if err != nil || !ok {
+	return p.onReservation(ctx, hostname, tenant, vmid, ip, func(l AddressLease) error {
+		_, err := p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: l.Owner, IP: ip, VMID: vmid})
 		return err
-	}
-	_, err = p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: l.Owner, IP: ip, VMID: vmid})
-	return err
+	})
 }
