@@ -104,9 +104,14 @@ func TestTerminalShowsLifeAndAcknowledgesCtrlC(t *testing.T) {
 		}
 		return false
 	})
+	typed := time.Now()
 	if _, err := term.ptmx.Write([]byte{3}); err != nil {
 		t.Fatal(err)
 	}
+	// How soon is for the log, not a verdict: the verdict is that the
+	// acknowledgement comes before the clone ends, below.
+	term.waitFor(t, "the Ctrl-C acknowledgement", time.Duration(n)*time.Second+30*time.Second, func(s string) bool { return strings.Contains(s, stopAck) })
+	t.Logf("Ctrl-C acknowledged %s after it was typed", time.Since(typed).Round(time.Millisecond))
 	var exit *exec.ExitError
 	select {
 	case err := <-term.done:
