@@ -1,6 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +58,42 @@ func TestRestrictedByName(t *testing.T) {
 		if isRestricted(name) != want {
 			t.Errorf("isRestricted(%q) = %v", name, !want)
 		}
+	}
+}
+
+// TestSettingsFileMustBeRootsAlone: cloudpod-create reads a settings file
+// only when root owns it and no one else may write it.
+func TestSettingsFileMustBeRootsAlone(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file away")
+	}
+	p := filepath.Join(t.TempDir(), "cloudpods.env")
+	must(t, os.WriteFile(p, []byte("PVE_URL=https://pve:8006\n"), 0o600))
+	if err := checkRootOwned(p); err != nil {
+		t.Fatalf("root's 0600 file: %v", err)
+	}
+	must(t, os.Chmod(p, 0o620))
+	if err := checkRootOwned(p); err == nil || !strings.Contains(err.Error(), "chmod go-w "+p) {
+		t.Errorf("a group-writable file: %v", err)
+	}
+	must(t, os.Chmod(p, 0o600))
+	must(t, os.Chown(p, 65534, 65534))
+	if err := checkRootOwned(p); err == nil || !strings.Contains(err.Error(), "chown root: "+p) {
+		t.Errorf("a file nobody owns: %v", err)
+	}
+	if err := checkRootOwned(filepath.Dir(p)); err == nil {
+		t.Error("a directory was taken for the settings file")
+	}
+}
+
+// TestSettingsFileChoosesIPAM: the settings file's CLOUDPODS_IPAM is the
+// backend, as --ipam would be (cloudpod-create's only way to set it).
+func TestSettingsFileChoosesIPAM(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cloudpods.env")
+	must(t, os.WriteFile(p, []byte("PVE_URL=https://127.0.0.1:1\nPVE_TOKEN_ID=a@pve!b\nPVE_TOKEN_SECRET=s\nPVE_FINGERPRINT="+strings.Repeat("AA:", 31)+"AA\nCLOUDPODS_IPAM=none\n"), 0o600))
+	var out, errb bytes.Buffer
+	code := execute(context.Background(), nil, []string{"ip", "next", "--config", p}, strings.NewReader(""), &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "--ipam none: there is no registry to ask") {
+		t.Errorf("exit %d, %q", code, errb.String())
 	}
 }
