@@ -60,7 +60,7 @@ func (r *createRun) clone(ctx context.Context) error {
 		}
 		return upid, err
 	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
+		_, err := r.p.waitShowing(ctx, r.run, s.Node, upid)
 		return err
 	}, r.cloneDone)
 	if err != nil {

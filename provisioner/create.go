@@ -131,7 +131,7 @@ func (p *Provisioner) newCreateRun(req CreateRequest, runID string) *createRun {
 	}
 	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID}
 	r.res = CreateResult{VMID: r.spec.VMID, Hostname: r.spec.Hostname, Node: r.spec.Node}
-	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Reporter: req.Reporter, Stop: req.Stop,
+	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Name: r.spec.Hostname, Reporter: req.Reporter, Stop: req.Stop,
 		// The rollback may wait for this run's tasks, then remove the CT.
 		UndoBudget: p.opts.TaskTimeout + time.Minute, Nothing: "nothing was created",
 		Audit: func(err error, took time.Duration) { p.audit("create", r.spec, req.Requester, took, err) }})

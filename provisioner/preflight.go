@@ -64,6 +64,9 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if !node.Online {
 		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", s.Node)
 	}
+	if err := r.checkBounds(node); err != nil { // bounds.go
+		return err
+	}
 	r.announceConsolePath(ctx)
 	if err := r.checkTemplate(ctx); err != nil {
 		return err

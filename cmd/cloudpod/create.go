@@ -84,7 +84,7 @@ func newCreateCommand(g *globalOptions) *cobra.Command {
 	f.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "on failure keep the pod, marked failed, instead of rolling back")
 	f.StringVar(&o.timeout, "timeout", "", "overall deadline for the whole create, e.g. 10m")
 	f.IntVar(&o.count, "count", 1, "provision N pods: --host is a prefix (HOST-01…), VMIDs and IPs count up from --vmid/--ip or are auto")
-	f.StringVar(&o.batchFile, "batch", "", "provision the pods of a file, one JSON object per line ({\"hostname\":…,\"vmid\":…,\"ip\":…,\"cores\":…})")
+	f.StringVar(&o.batchFile, "batch", "", "provision the pods of a file, one JSON object per line with the API's fields ({\"tenantId\":…,\"vmid\":…|\"auto\",\"hostname\":…,\"ip\":…|\"auto\",\"cores\":…,\"memoryMb\":…,\"swapMb\":…})")
 	f.IntVar(&o.concurrency, "concurrency", 8, "pods in flight at once in a batch (clones of one template still go one at a time)")
 	return cmd
 }
@@ -179,6 +179,7 @@ func runCreate(ctx context.Context, g *globalOptions, o *createOptions, spec pro
 		return err
 	}
 	prog := newProgress(g)
+	defer prog.Close()
 	if o.dryRun {
 		plan, err := prov.Plan(ctx, provisioner.CreateRequest{Spec: spec, Reporter: prog})
 		if err != nil {

@@ -43,6 +43,12 @@ func (f failingFlows) Inspect(ctx context.Context, node string, vmid int) (provi
 	return provisioner.DestroyResult{}, f.err
 }
 
+// NodeLimits fails too: the service then leaves the bounds to the job's
+// preflight, and the job fails with the kind under test.
+func (f failingFlows) NodeLimits(ctx context.Context, node string) (provisioner.NodeLimits, error) {
+	return provisioner.NodeLimits{}, f.err
+}
+
 // TestErrorKindsThroughCLIAndService: every kind of failure, through the
 // CLI (its exit code) and through the service (the HTTP status of a
 // synchronous answer, the JSON kind of that answer and of a failed job):

@@ -133,6 +133,11 @@ type NodeStatus struct {
 	Online     bool
 	PVEVersion string
 	Uptime     time.Duration
+	// CPUs and Memory (bytes) are the node's logical CPUs and RAM, from
+	// its status (cpuinfo.cpus, memory.total): what one guest can get at
+	// most. Zero when PVE did not say (an offline node).
+	CPUs   int
+	Memory int64
 }
 
 type Storage struct {

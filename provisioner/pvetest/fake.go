@@ -93,6 +93,10 @@ type Fake struct {
 	Perms pve.Permissions
 	// Online is each node's state; New has node pve online.
 	Online map[string]bool
+	// NodeCPUs and NodeMemory (bytes) are every online node's size; New
+	// has pvesim's 16 CPUs and 128 GiB.
+	NodeCPUs   int
+	NodeMemory int64
 	// StorageList and Bridges are every node's storages and bridges.
 	StorageList []pve.Storage
 	Bridges     []pve.HostInterface
@@ -132,8 +136,10 @@ const NetplanLeftover = "/etc/netplan/50-cloud-init.yaml"
 // bridge and the golden template CT 9000; the token holds every privilege.
 func New() *Fake {
 	return &Fake{
-		Perms:  pve.Permissions{"/": allPrivileges()},
-		Online: map[string]bool{"pve": true},
+		Perms:      pve.Permissions{"/": allPrivileges()},
+		Online:     map[string]bool{"pve": true},
+		NodeCPUs:   16,
+		NodeMemory: 128 << 30,
 		StorageList: []pve.Storage{
 			{ID: "clients-main", Type: "zfspool", Content: []string{"rootdir", "images"}, Active: true, Enabled: true, Total: 1 << 40, Avail: 1 << 39},
 			{ID: "vzdump-backups", Type: "dir", Content: []string{"backup"}, Active: true, Enabled: true, Total: 1 << 40, Avail: 1 << 39},
@@ -328,7 +334,11 @@ func (f *Fake) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, err
 	if !ok {
 		return pve.NodeStatus{}, fmt.Errorf("node %q: %w", node, pve.ErrNotFound)
 	}
-	return pve.NodeStatus{Node: node, Online: online, PVEVersion: "pve-manager/9.1.1", Uptime: time.Hour}, nil
+	st := pve.NodeStatus{Node: node, Online: online, PVEVersion: "pve-manager/9.1.1", Uptime: time.Hour}
+	if online {
+		st.CPUs, st.Memory = f.NodeCPUs, f.NodeMemory
+	}
+	return st, nil
 }
 
 func (f *Fake) Storages(ctx context.Context, node string) ([]pve.Storage, error) {

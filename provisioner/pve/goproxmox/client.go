@@ -202,11 +202,18 @@ func (c *Client) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, e
 			if st.Online {
 				var detail struct {
 					PVEVersion string `json:"pveversion"`
+					CPUInfo    struct {
+						CPUs flexInt `json:"cpus"`
+					} `json:"cpuinfo"`
+					Memory struct {
+						Total flexInt64 `json:"total"`
+					} `json:"memory"`
 				}
 				if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/status", nil, &detail); err != nil {
 					return st, err
 				}
 				st.PVEVersion = detail.PVEVersion
+				st.CPUs, st.Memory = int(detail.CPUInfo.CPUs), int64(detail.Memory.Total)
 			}
 			return st, nil
 		}
