@@ -132,9 +132,12 @@ func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
 // guest (its marker names req.Owner, at req.VMID) blocks nothing either, so
 // a pod PVE has gets its lease back from an empty registry.
 func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
-	guests, err := a.guestsFor(ctx, req)
+	if err := a.checkRange(req); err != nil {
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	guests, err := a.guests(ctx, req)
 	if err != nil {
-		return Lease{}, err
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
 	}
 	var lease Lease
 	var claimed netip.Addr
@@ -206,22 +209,27 @@ func (a *Allocator) renew(l *Lease, now time.Time) {
 	}
 }
 
-// guestsFor refuses an explicit address or VMID outside what the pool hands
-// out, then reads PVE's guests, for Reserve and Peek.
-func (a *Allocator) guestsFor(ctx context.Context, req Request) ([]Guest, error) {
+// checkRange refuses an explicit address or VMID outside what the pool
+// hands out.
+func (a *Allocator) checkRange(req Request) error {
 	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
-		return nil, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
-			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+		return fmt.Errorf("address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
+			req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
 	}
 	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
-		return nil, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
+		return fmt.Errorf("vmid %d is outside %s: %w", req.VMID, a.vmids, ErrOutOfRange)
 	}
+	return nil
+}
+
+// guests are PVE's guests: the request's own view, or the Inventory's.
+func (a *Allocator) guests(ctx context.Context, req Request) ([]Guest, error) {
 	if req.Guests != nil {
 		return req.Guests, nil
 	}
 	guests, err := a.inv.Used(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+		return nil, fmt.Errorf("list PVE guests: %w", err)
 	}
 	return guests, nil
 }
@@ -385,9 +393,9 @@ func (a *Allocator) Release(ctx context.Context, ref Ref) ([]Lease, error) {
 // Next returns the address and VMID Reserve would hand out now, without
 // reserving them. Another caller may take them before you do.
 func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
-	l, err := a.Peek(ctx, Request{})
+	l, err := a.peek(ctx, Request{})
 	if err != nil {
-		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, errors.Unwrap(err))
+		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, err)
 	}
 	return l.IP, l.VMID, nil
 }
@@ -398,7 +406,18 @@ func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
 // Reserve would pick, with the same refusals. A dry run tells from it what
 // a create would get; another caller may take it first.
 func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
-	guests, err := a.guestsFor(ctx, req)
+	l, err := a.peek(ctx, req)
+	if err != nil {
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	return l, nil
+}
+
+func (a *Allocator) peek(ctx context.Context, req Request) (Lease, error) {
+	if err := a.checkRange(req); err != nil {
+		return Lease{}, err
+	}
+	guests, err := a.guests(ctx, req)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -408,7 +427,7 @@ func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
 	}
 	l, _, err := a.choose(ctx, reg, req, guests, a.now(), false)
 	if err != nil {
-		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+		return Lease{}, err
 	}
 	if l.State == "" {
 		l.State, l.Source = StateReserved, SourceCloudpod

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -377,5 +380,32 @@ func TestConsoleRefusingTokensOnTheFake(t *testing.T) {
 	}
 	if g, _ := env.api.Guest(9101); strings.Contains(string(g.Files[pvetest.NetplanLeftover]), "10.1.10.91") {
 		t.Error("netplan was pushed through a console that refuses tokens")
+	}
+}
+
+// TestREADMEStepOrderIsCreates: README's "What it does" lists create's
+// steps in the order a run's events show them.
+func TestREADMEStepOrderIsCreates(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)[strings.Index(string(readme), "## What it does"):]
+	section = section[:strings.Index(section[3:], "\n## ")+3]
+	var documented []string
+	for _, m := range regexp.MustCompile(`(?m)^(\d+)\. \*\*(\w+)\*\*`).FindAllStringSubmatch(section, -1) {
+		if n, _ := strconv.Atoi(m[1]); n != len(documented)+1 {
+			t.Errorf("README's step %s is numbered %d", m[2], n)
+		}
+		documented = append(documented, m[2])
+	}
+	env := newFastEnv(t)
+	var ev events
+	if _, err := env.provisioner(provisioner.Options{}).Create(context.Background(),
+		provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91), Reporter: &ev}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.stepOrder(); !reflect.DeepEqual(got, documented) {
+		t.Errorf("create's events show the steps %v, README lists %v", got, documented)
 	}
 }
