@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,18 +16,10 @@ import (
 	"github.com/migrahosting/cloudpods/fixtures/pvesim"
 )
 
-// childGateEnv makes a child CLI wait until its stdin closes before it
-// runs, so several start at the same moment.
-const childGateEnv = "CLOUDPODS_CLI_CHILD_GATE"
-
 // TestMain lets the benchmark run the CLI as a child process of the test
-// binary, so its peak RSS is the CLI's own, not the simulator's; the
-// controllers test runs two such children at once.
+// binary, so its peak RSS is the CLI's own, not the simulator's.
 func TestMain(m *testing.M) {
 	if os.Getenv("CLOUDPODS_CLI_CHILD") == "1" {
-		if os.Getenv(childGateEnv) == "1" {
-			_, _ = io.Copy(io.Discard, os.Stdin)
-		}
 		os.Exit(execute(context.Background(), nil, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())

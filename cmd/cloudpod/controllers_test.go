@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -23,7 +22,6 @@ type controller struct {
 	name     string
 	registry string
 	cmd      *exec.Cmd
-	gate     io.WriteCloser
 	out      strings.Builder
 }
 
@@ -60,21 +58,15 @@ func twoControllers(t *testing.T, ranges [2]string) {
 			"--pve-url", c.sim.URL(), "--token-id", testTokenID, "--token-file", tokenFile, "--fingerprint", c.sim.Fingerprint(),
 			"--ipam-file", ctl.registry, "--audit-log", filepath.Join(dir, "audit.log"), "--config", filepath.Join(dir, "none.env"))
 		must(t, os.WriteFile(filepath.Join(dir, "none.env"), nil, 0o600))
-		ctl.cmd.Env = append(os.Environ(), "CLOUDPODS_CLI_CHILD=1", childGateEnv+"=1")
+		ctl.cmd.Env = append(os.Environ(), "CLOUDPODS_CLI_CHILD=1")
 		ctl.cmd.Stdout, ctl.cmd.Stderr = &ctl.out, &ctl.out
-		var err error
-		if ctl.gate, err = ctl.cmd.StdinPipe(); err != nil {
-			t.Fatal(err)
-		}
+		ctls = append(ctls, ctl)
+	}
+	start := time.Now()
+	for _, ctl := range ctls {
 		if err := ctl.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		ctls = append(ctls, ctl)
-	}
-	// Both are up: let them go at the same moment.
-	start := time.Now()
-	for _, ctl := range ctls {
-		must(t, ctl.gate.Close())
 	}
 	type result struct {
 		Type   string `json:"type"`

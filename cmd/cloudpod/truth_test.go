@@ -200,27 +200,30 @@ func TestConnectionFailuresHaveTheirOwnCodes(t *testing.T) {
 			{"create", "--host", "web", "--vmid", "auto", "--ip", "auto"},
 			{"list"},
 		} {
-			name := tt.name + ": " + strings.Join(args, " ")
-			var out, errb strings.Builder
-			code := execute(t.Context(), nil, append(args, tt.flags...), strings.NewReader(""), &out, &errb)
-			stderr := errb.String()
-			if code != tt.code {
-				t.Errorf("%s: exit %d, want %d: %s", name, code, tt.code, stderr)
-				continue
-			}
-			for _, want := range tt.says {
-				if !strings.Contains(stderr, want) {
-					t.Errorf("%s: %q does not say %q", name, stderr, want)
+			t.Run(tt.name+": "+strings.Join(args, " "), func(t *testing.T) {
+				t.Parallel() // a closed port is retried as any read is
+				var out, errb strings.Builder
+				code := execute(t.Context(), nil, append(args, tt.flags...), strings.NewReader(""), &out, &errb)
+				stderr := errb.String()
+				if code != tt.code {
+					t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
 				}
-			}
-			if strings.Contains(stderr, "IPAM") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
-				t.Errorf("%s: not one sentence free of IPAM: %q", name, stderr)
-			}
+				for _, want := range tt.says {
+					if !strings.Contains(stderr, want) {
+						t.Errorf("%q does not say %q", stderr, want)
+					}
+				}
+				if strings.Contains(stderr, "IPAM") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+					t.Errorf("not one sentence free of IPAM: %q", stderr)
+				}
+			})
 		}
 	}
-	if _, err := os.Stat(c.ipamFile); !os.IsNotExist(err) {
-		t.Errorf("a run that could not reach PVE touched the registry: %v", err)
-	}
+	t.Cleanup(func() {
+		if _, err := os.Stat(c.ipamFile); !os.IsNotExist(err) {
+			t.Errorf("a run that could not reach PVE touched the registry: %v", err)
+		}
+	})
 }
 
 // TestHostnamesAreUniqueAcrossTheCluster: a second create with a hostname
