@@ -58,9 +58,10 @@ func newClusterView(api pve.API) *clusterView {
 func (p *Provisioner) newView() *clusterView { return newClusterView(p.api) }
 
 // refresh reads the listing again and the config of every guest that is
-// new to the view or may have changed: one that is not running now or was
-// not running at the last look (a pod in the making configures its address
-// while stopped). A guest running then and now keeps the config read
+// new to the view or may be in the making: one whose status or name
+// changed, one locked now or at the last look (a clone in progress has no
+// marker yet), and a pod of cloudpods whose marker said provisioning (it
+// writes its address while stopped). Any other guest keeps the config read
 // before; the first refresh reads every config.
 func (v *clusterView) refresh(ctx context.Context) error {
 	list, err := v.api.Guests(ctx)
@@ -72,7 +73,7 @@ func (v *clusterView) refresh(ctx context.Context) error {
 		if !g.Type.Valid() {
 			continue
 		}
-		if old, ok := v.guests[g.VMID]; ok && old.Type == g.Type && old.Name == g.Name && old.Status == "running" && g.Status == "running" {
+		if old, ok := v.guests[g.VMID]; ok && !old.mayChange(g) {
 			old.Guest = g
 			next[g.VMID] = old
 			continue
@@ -140,6 +141,13 @@ func (v *clusterView) ipamGuests() []ipam.Guest {
 		out = append(out, ig)
 	}
 	return out
+}
+
+// mayChange says whether the guest, as the listing shows it now, may hold
+// another config than the one last read.
+func (g *viewGuest) mayChange(now pve.Guest) bool {
+	return now.Type != g.Type || now.Name != g.Name || now.Status != g.Status || now.Lock != "" || g.Lock != "" ||
+		g.cfg.Get("lock") != "" || (g.owned && g.marker.State == "provisioning")
 }
 
 func (g *viewGuest) has(ip netip.Addr) bool {
