@@ -16,7 +16,8 @@ import (
 // PVE serialises VMIDs (a clone to an existing one fails), not addresses.
 // So the address configure just wrote is a claim, and claim looks again at
 // every guest that may have written it since preflight read the cluster
-// (new ones, and those not running). Another holder that is settled
+// (clusterView.refresh: the ones that may be in the making). Another holder
+// that is settled
 // (running, or not a pod in the making) keeps it; between two pods in the
 // making the lower VMID keeps it, and the higher one waits until the lower
 // one has given the address up or settled. The loser takes the next free
@@ -29,7 +30,7 @@ func (r *createRun) claimStep() flow.Step {
 
 func (r *createRun) planClaim(context.Context) ([]flow.Call, error) {
 	return []flow.Call{{Method: "GET", Path: "/cluster/resources?type=vm",
-		Note: fmt.Sprintf("then the config of each guest new or not running since preflight: another holder of %s or of hostname %s settles who keeps it", r.spec.IP, r.spec.Hostname)}}, nil
+		Note: fmt.Sprintf("then the config of each guest in the making since preflight: another holder of %s or of hostname %s settles who keeps it", r.spec.IP, r.spec.Hostname)}}, nil
 }
 
 // claimPoll bounds the wait between two looks at a rival that is still in
