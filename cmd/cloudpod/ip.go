@@ -152,7 +152,9 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 			}
 			l, err := a.Reserve(cmd.Context(), req)
 			if err != nil {
-				return fmt.Errorf("%w: %v", provisioner.ErrConflict, err)
+				// IPAM's refusals are conflicts (provisioner.KindOf); a token
+				// PVE refused or a damaged registry keep their own codes.
+				return err
 			}
 			if g.output == "json" {
 				writeJSON(g.stdout, l)

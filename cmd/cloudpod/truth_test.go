@@ -122,6 +122,56 @@ func TestRefusedRunChangesNoLeaseAndTheOriginalConverges(t *testing.T) {
 	if again, _ := c.sim.Guest(9201); !reflect.DeepEqual(again.Config, pod.Config) || again.Status != "running" {
 		t.Errorf("CT 9201 changed:\n%v\n%v", pod.Config, again.Config)
 	}
+
+	// What the old order left behind converges too: the lease released by
+	// `ip release 9201`, or recorded from PVE without an owner.
+	if code, _, stderr := c.run(t, "", "ip", "release", "9201"); code != exitOK {
+		t.Fatalf("ip release: %s", stderr)
+	}
+	if code, stdout, stderr := c.run(t, "", highmem...); code != exitOK || !strings.Contains(stdout, "nothing to do") {
+		t.Fatalf("create after ip release: exit %d\n%s%s", code, stdout, stderr)
+	}
+	assigned("create after ip release")
+	must(t, os.WriteFile(c.ipamFile, []byte(`{"version": 1, "leases": [
+  {"pool":"default","ip":"10.1.10.101","vmid":9201,"hostname":"migra-highmem-01","state":"assigned","source":"pve","note":"found on PVE guest","reserved_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}
+]}
+`), 0o640))
+	if code, stdout, _ := c.run(t, "", "ip", "sync"); code != exitOK || !strings.Contains(stdout, "is the pod of owner "+owner) {
+		t.Errorf("ip sync of an ownerless lease: exit %d\n%s", code, stdout)
+	}
+	if code, stdout, stderr := c.run(t, "", highmem...); code != exitOK || !strings.Contains(stdout, "nothing to do") {
+		t.Fatalf("create over an ownerless lease: exit %d\n%s%s", code, stdout, stderr)
+	}
+	assigned("create over an ownerless lease")
+	if code, stdout, _ := c.run(t, "", "ip", "sync"); code != exitOK || !strings.Contains(stdout, "the registry matches PVE") {
+		t.Errorf("ip sync after: exit %d\n%s", code, stdout)
+	}
+}
+
+// TestAStaleLeaseNeverBlocks: a lease whose guest PVE no longer has, or a
+// released one, does not stand in the way of a create; a reservation of a
+// create in flight does.
+func TestAStaleLeaseNeverBlocks(t *testing.T) {
+	c := startCLI(t)
+	c.create(t, "9101", "gone", "91")
+	// Removed behind IPAM's back: the lease stays assigned, the guest is gone.
+	if code, _, stderr := c.run(t, "", "destroy", "9101", "--force", "--yes", "--ipam", "none"); code != exitOK {
+		t.Fatalf("destroy: %s", stderr)
+	}
+	if l := c.leaseOf(t, "10.1.10.91"); l.State != ipam.StateAssigned {
+		t.Fatalf("lease of the gone pod = %+v", l)
+	}
+	c.create(t, "9101", "new-one", "91")
+	if code, _, stderr := c.run(t, "", "ip", "reserve", "held", "--ip", "10.1.10.95"); code != exitOK {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := c.run(t, "", "create", "9105", "other", "95"); code != exitConflict || !strings.Contains(stderr, "10.1.10.95 is in use by reserved lease of held") {
+		t.Errorf("a reservation in flight did not block: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := c.run(t, "", "ip", "release", "10.1.10.95"); code != exitOK {
+		t.Fatal(stderr)
+	}
+	c.create(t, "9105", "other", "95")
 }
 
 // TestAFreshRegistryConvergesOnThePod: with the registry file deleted (a
