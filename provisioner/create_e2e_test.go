@@ -198,7 +198,7 @@ func TestCreateRefusesWithOneSentenceAndCreatesNothing(t *testing.T) {
 		{name: "token lacks a privilege", mutate: func(c *pvesim.Config) {
 			c.Tokens[0].Privileges = []string{"VM.Audit", "VM.Allocate", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
 				"VM.PowerMgmt", "VM.Console", "Datastore.AllocateSpace", "Datastore.Audit", "SDN.Use", "Sys.Audit"}
-		}, kind: provisioner.ErrPreflight, want: "lacks VM.Clone on /vms/9000"},
+		}, kind: pve.ErrForbidden, want: "lacks VM.Clone on /vms/9000"},
 		{name: "bad token", mutate: func(c *pvesim.Config) { c.Tokens[0].Secret = "something-else" }, kind: pve.ErrUnauthorized, want: "PVE refused the API token (401 Authentication failed!): check the token id"},
 	}
 	for _, tt := range tests {

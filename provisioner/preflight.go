@@ -62,7 +62,7 @@ func (r *createRun) preflight(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return problemf(ErrPreflight, "the API token lacks %s: grant them to the token (README: \"Token and minimal role\")", strings.Join(missing, ", "))
+		return problemf(pve.ErrForbidden, "the API token lacks %s: grant them to the token and its user (README: \"Token and minimal role\")", strings.Join(missing, ", "))
 	}
 	node, err := r.p.api.NodeStatus(ctx, s.Node)
 	if errors.Is(err, pve.ErrNotFound) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/migrahosting/cloudpods/fixtures/pvesim"
 	"github.com/migrahosting/cloudpods/ipam"
 )
 
@@ -274,6 +275,26 @@ func TestConnectionFailuresHaveTheirOwnCodes(t *testing.T) {
 			t.Errorf("a run that could not reach PVE touched the registry: %v", err)
 		}
 	})
+}
+
+// TestAMissingPrivilegeExits5: a token that authenticates but lacks a
+// privilege create needs is refused by preflight with exit 5, naming the
+// privilege and its path, for create and its dry run alike; nothing is
+// reserved.
+func TestAMissingPrivilegeExits5(t *testing.T) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) {
+		cfg.Tokens[0].Privileges = []string{"VM.Audit", "VM.Allocate", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
+			"VM.PowerMgmt", "VM.Console", "Datastore.AllocateSpace", "Datastore.Audit", "SDN.Use", "Sys.Audit"}
+	})
+	for _, args := range [][]string{{"create", "9101", "migra-client-01", "91"}, {"create", "--host", "web", "--vmid", "auto", "--ip", "auto", "--dry-run"}} {
+		code, _, stderr := c.run(t, "", args...)
+		if code != exitAuth || !strings.Contains(stderr, "the API token lacks VM.Clone on /vms/9000") || strings.Contains(stderr, "IPAM") {
+			t.Errorf("%v: exit %d: %s", args, code, stderr)
+		}
+	}
+	if _, err := os.Stat(c.ipamFile); !os.IsNotExist(err) {
+		t.Errorf("a refused token touched the registry: %v", err)
+	}
 }
 
 // TestHostnamesAreUniqueAcrossTheCluster: a second create with a hostname
