@@ -33,62 +33,70 @@ func (r *createRun) planClaim(context.Context) ([]flow.Call, error) {
 		Note: fmt.Sprintf("then the config of each guest in the making since preflight: another holder of %s or of hostname %s settles who keeps it", r.spec.IP, r.spec.Hostname)}}, nil
 }
 
-// claimPoll bounds the wait between two looks at a rival that is still in
-// the making; ClaimWait bounds the whole wait.
-const claimPoll = time.Second
+// claimState is what one claim carries from look to look.
+type claimState struct {
+	// deadline ends the wait for a rival in the making; a move to another
+	// address starts it anew.
+	deadline   time.Time
+	moves      int
+	waitingFor *viewGuest
+}
 
 func (r *createRun) claim(ctx context.Context) error {
 	if r.view == nil {
 		r.view = r.p.newView()
 	}
-	deadline := time.Now().Add(r.p.opts.ClaimWait)
-	moves := 0
-	var waitingFor *viewGuest
-	for delay := 50 * time.Millisecond; ; delay = min(delay*2, claimPoll) {
-		if err := r.view.refresh(ctx); err != nil {
-			return apiProblem("read the cluster's guests", err)
-		}
-		self := r.view.get(r.spec.VMID)
-		switch {
-		case self == nil:
-			return fmt.Errorf("CT %d disappeared before it was started: run the command again", r.spec.VMID)
-		case self.Status == "running":
-			return flow.Skip(fmt.Sprintf("CT %d runs: its claim was settled before it started", r.spec.VMID))
-		}
-		expired := time.Now().After(deadline)
-		var nameRival, ipRival *viewGuest
-		var nameLost, ipLost bool
-		if !r.req.AllowDuplicateHostname {
-			nameRival, nameLost = rival(r.view.named(r.spec.Hostname, self.VMID), self, expired)
-		}
-		ipRival, ipLost = rival(r.view.holding(r.spec.IP, self.VMID), self, expired)
-		switch {
-		case nameLost:
-			return problemf(ErrConflict, "hostname %s was taken meanwhile by %s (another controller?): pick another --host", r.spec.Hostname, nameRival)
-		case ipLost && (!r.autoIP || r.lease == nil || moves >= raceRetries):
-			return problemf(ErrConflict, "IP %s was taken meanwhile by %s (another controller?): pick another --ip, or --ip auto", r.spec.IP, ipRival)
-		case ipLost:
-			moves++
-			lost := r.spec.IP
-			if err := r.readdress(ctx, self); err != nil {
-				return err
-			}
-			r.run.Info(fmt.Sprintf("%s was taken meanwhile by %s (another controller?): moved to %s", lost, ipRival, r.spec.IP))
-			deadline, waitingFor = time.Now().Add(r.p.opts.ClaimWait), nil
-			continue
-		case nameRival != nil || ipRival != nil:
-			if w := cmp.Or(ipRival, nameRival); w != waitingFor {
-				waitingFor = w
-				r.run.Info(fmt.Sprintf("%s, a pod in the making with a higher VMID, also has %s or %s: waiting for it to give them up or start", w, r.spec.IP, r.spec.Hostname))
-			}
-			if err := sleepCtx(ctx, delay); err != nil {
-				return err
-			}
-			continue
-		}
-		r.run.Note(fmt.Sprintf("%s and %s are CT %d's alone", r.spec.IP, r.spec.Hostname, self.VMID))
-		return nil
+	c := &claimState{deadline: time.Now().Add(r.p.opts.ClaimWait)}
+	// Every move to another address may wait anew: the bound covers them all.
+	return pollUntil(ctx, time.Duration(raceRetries+2)*r.p.opts.ClaimWait, func(ctx context.Context) (bool, error) {
+		return r.claimOnce(ctx, c)
+	})
+}
+
+// claimOnce looks at the cluster once: done when the pod holds its address
+// and hostname alone, not done while it waits for a rival or after it moved
+// to another address.
+func (r *createRun) claimOnce(ctx context.Context, c *claimState) (bool, error) {
+	if err := r.view.refresh(ctx); err != nil {
+		return false, apiProblem("read the cluster's guests", err)
 	}
+	self := r.view.get(r.spec.VMID)
+	switch {
+	case self == nil:
+		return false, fmt.Errorf("CT %d disappeared before it was started: run the command again", r.spec.VMID)
+	case self.Status == "running":
+		return false, flow.Skip(fmt.Sprintf("CT %d runs: its claim was settled before it started", r.spec.VMID))
+	}
+	expired := time.Now().After(c.deadline)
+	var nameRival, ipRival *viewGuest
+	var nameLost, ipLost bool
+	if !r.req.AllowDuplicateHostname {
+		nameRival, nameLost = rival(r.view.named(r.spec.Hostname, self.VMID), self, expired)
+	}
+	ipRival, ipLost = rival(r.view.holding(r.spec.IP, self.VMID), self, expired)
+	switch {
+	case nameLost:
+		return false, problemf(ErrConflict, "hostname %s was taken meanwhile by %s (another controller?): pick another --host", r.spec.Hostname, nameRival)
+	case ipLost && (!r.autoIP || r.lease == nil || c.moves >= raceRetries):
+		return false, problemf(ErrConflict, "IP %s was taken meanwhile by %s (another controller?): pick another --ip, or --ip auto", r.spec.IP, ipRival)
+	case ipLost:
+		c.moves++
+		lost := r.spec.IP
+		if err := r.readdress(ctx, self); err != nil {
+			return false, err
+		}
+		r.run.Info(fmt.Sprintf("%s was taken meanwhile by %s (another controller?): moved to %s", lost, ipRival, r.spec.IP))
+		c.deadline, c.waitingFor = time.Now().Add(r.p.opts.ClaimWait), nil
+		return false, nil
+	case nameRival != nil || ipRival != nil:
+		if w := cmp.Or(ipRival, nameRival); w != c.waitingFor {
+			c.waitingFor = w
+			r.run.Info(fmt.Sprintf("%s, a pod in the making with a higher VMID, also has %s or %s: waiting for it to give them up or start", w, r.spec.IP, r.spec.Hostname))
+		}
+		return false, nil
+	}
+	r.run.Note(fmt.Sprintf("%s and %s are CT %d's alone", r.spec.IP, r.spec.Hostname, self.VMID))
+	return true, nil
 }
 
 // rival decides between self and the other holders of one address or
@@ -119,15 +127,4 @@ func (r *createRun) readdress(ctx context.Context, self *viewGuest) error {
 	}
 	want := map[string]string{"net0": r.wantedConfig()["net0"], "description": m.Description()}
 	return r.applyConfig(ctx, fmt.Sprintf("move CT %d to %s", r.spec.VMID, r.spec.IP), self.cfg, want, nil, true)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -68,18 +68,6 @@ func twoControllers(t *testing.T, ranges [2]string) {
 			t.Fatal(err)
 		}
 	}
-	type result struct {
-		Type   string `json:"type"`
-		Result struct {
-			VMID     int    `json:"vmid"`
-			Hostname string `json:"hostname"`
-			IP       string `json:"ip"`
-			Status   string `json:"status"`
-		} `json:"result"`
-		Step    string `json:"step"`
-		Message string `json:"message"`
-		Error   string `json:"error"`
-	}
 	vmids, ips := map[int]string{}, map[string]string{}
 	movedVMID, movedIP, waited := 0, 0, 0
 	for _, ctl := range ctls {
@@ -88,7 +76,7 @@ func twoControllers(t *testing.T, ranges [2]string) {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		ok := 0
 		for sc.Scan() {
-			var r result
+			var r outputLine
 			if json.Unmarshal(sc.Bytes(), &r) != nil {
 				continue
 			}
