@@ -268,7 +268,8 @@ func (a *Allocator) Assign(ctx context.Context, lease Lease) (Lease, error) {
 
 // Adopt records that PVE's guest req.VMID, configured with req.IP, is the
 // pod of req's owner and hostname: the registry follows PVE. The lease is
-// assigned at once; any other lease naming that address or VMID is
+// assigned at once; any other lease naming that address or VMID, and any
+// reservation of the same owner and hostname (an abandoned attempt), is
 // released (its note says which guest PVE shows holding them), whatever
 // the registry held (nothing, a released lease, one recorded from PVE
 // without an owner, a lease of another owner). Adopting what the registry
@@ -287,7 +288,8 @@ func (a *Allocator) Adopt(ctx context.Context, req Request) (Lease, error) {
 		keep := -1
 		for i := range reg.Leases {
 			l := &reg.Leases[i]
-			if l.Pool != a.pool.Name || (l.IP != req.IP && l.VMID != req.VMID) || l.State == StateReleased {
+			sameKey := req.keyed() && l.Owner == req.Owner && l.Hostname == req.Hostname && l.State == StateReserved
+			if l.Pool != a.pool.Name || (l.IP != req.IP && l.VMID != req.VMID && !sameKey) || l.State == StateReleased {
 				continue
 			}
 			if keep < 0 && l.IP == req.IP && l.VMID == req.VMID && l.Owner == req.Owner && l.Hostname == req.Hostname {

@@ -474,6 +474,9 @@ func TestAdoptFollowsPVE(t *testing.T) {
 		reg.Leases = append(reg.Leases,
 			Lease{Pool: "default", IP: req.IP, VMID: 9201, Hostname: req.Hostname, State: StateAssigned, Source: SourcePVE},
 			Lease{Pool: "default", IP: addr("10.1.10.102"), VMID: 9201, Hostname: "other", Owner: "x", State: StateReserved, Source: SourceCloudpod,
+				ExpiresAt: env.clock.Now().Add(time.Hour)},
+			// An abandoned attempt of the same command, with other numbers.
+			Lease{Pool: "default", IP: addr("10.1.10.103"), VMID: 9203, Hostname: req.Hostname, Owner: req.Owner, State: StateReserved, Source: SourceCloudpod,
 				ExpiresAt: env.clock.Now().Add(time.Hour)})
 		return nil
 	}); err != nil {
@@ -488,7 +491,7 @@ func TestAdoptFollowsPVE(t *testing.T) {
 	for _, x := range leases {
 		if x.Active(env.clock.Now()) {
 			active++
-			if x.Owner != req.Owner {
+			if x.Owner != req.Owner || x.VMID != 9201 {
 				t.Errorf("lease %+v is still active beside the adopted one", x)
 			}
 		}

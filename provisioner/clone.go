@@ -72,9 +72,10 @@ func (r *createRun) clone(ctx context.Context) error {
 // when they are still free. newVMID: the VMID is given back too (nothing
 // was cloned); else the pod keeps its VMID and gets another address.
 func (r *createRun) reserveAgain(ctx context.Context, newVMID bool) error {
-	if o := r.releaseLease(ctx); r.lease != nil {
-		return fmt.Errorf("%s", o.Said)
+	if err := r.p.opts.Addresses.Release(ctx, *r.lease); err != nil {
+		return fmt.Errorf("IPAM: give back %s and VMID %d: %w", r.lease.IP, r.lease.VMID, err)
 	}
+	r.lease = nil
 	if err := r.view.refresh(ctx); err != nil {
 		return apiProblem("read the cluster's guests", err)
 	}

@@ -119,15 +119,9 @@ func (r *createRun) undoReserve(ctx context.Context, rb flow.Rollback) flow.Outc
 	case r.existing != nil && !r.ctGone:
 		return r.keepExisting(rb)
 	}
-	return r.releaseLease(ctx)
-}
-
-// releaseLease gives this run's lease back and forgets it.
-func (r *createRun) releaseLease(ctx context.Context) flow.Outcome {
 	l := *r.lease
 	if err := r.p.opts.Addresses.Release(ctx, l); err != nil {
 		return flow.Outcome{Aside: true, Said: fmt.Sprintf("releasing %s in IPAM failed, run `cloudpod ip release %s`: %v", l.IP, l.IP, err)}
 	}
-	r.lease = nil
 	return flow.Outcome{Aside: true, Said: fmt.Sprintf("%s and VMID %d released in IPAM", l.IP, l.VMID)}
 }
