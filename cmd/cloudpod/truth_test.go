@@ -366,6 +366,23 @@ func TestAnEmptyOrNullRegistryIsAnError(t *testing.T) {
 	if _, ok := c.sim.Guest(9101); ok {
 		t.Error("a create with a corrupt registry made CT 9101")
 	}
+	// The way back the message gives: move it aside, rebuild it from PVE.
+	must(t, os.Remove(c.ipamFile))
+	c.create(t, "9101", "migra-client-01", "91", "--tenant", "acme")
+	must(t, os.WriteFile(c.ipamFile, nil, 0o640))
+	if code, _, _ := c.run(t, "", "ip", "list"); code != exitRegistry {
+		t.Fatalf("ip list of an empty registry: exit %d", code)
+	}
+	must(t, os.Rename(c.ipamFile, c.ipamFile+".broken"))
+	if code, stdout, stderr := c.run(t, "", "ip", "sync", "--repair"); code != exitOK || !strings.Contains(stdout, "10.1.10.91 (VMID 9101, migra-client-01) is used in PVE, not in the registry") {
+		t.Fatalf("ip sync --repair: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if l := c.leaseOf(t, "10.1.10.91"); l.State != ipam.StateAssigned || l.VMID != 9101 || l.Owner != "cloudpods/acme/migra-client-01" || l.Tenant != "acme" {
+		t.Errorf("rebuilt lease = %+v", l)
+	}
+	if code, stdout, _ := c.run(t, "", "create", "9101", "migra-client-01", "91", "--tenant", "acme"); code != exitOK || !strings.Contains(stdout, "nothing to do") {
+		t.Errorf("create after the rebuild: exit %d %s", code, stdout)
+	}
 }
 
 // TestIPNextAndSync: ip next prints the address and VMID; ip sync reports
