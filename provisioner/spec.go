@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -174,5 +175,19 @@ func (s Spec) FieldProblems(auto bool) map[string]string {
 			p["tags"] = err.Error()
 		}
 	}
+	if s.Tenant != "" && !ValidTenant(s.Tenant) {
+		p["tenant"] = fmt.Sprintf("tenant %q is not a tenant id: %s", s.Tenant, TenantRule)
+	}
 	return p
 }
+
+// tenantRE is what a tenant id may be: it becomes a PVE tag (tenant-ID), a
+// lease owner and an audit field.
+var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// TenantRule says in words what ValidTenant accepts.
+const TenantRule = "use letters, digits and _ . - (up to 64, starting with a letter or digit)"
+
+// ValidTenant reports whether t is a tenant id, the same rule for the CLI's
+// --tenant and the service's tenantId.
+func ValidTenant(t string) bool { return tenantRE.MatchString(t) }

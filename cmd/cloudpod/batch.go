@@ -92,7 +92,8 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 	prog := newProgress(g)
 	reqs := make([]provisioner.CreateRequest, len(specs))
 	for i, s := range specs {
-		reqs[i] = provisioner.CreateRequest{Spec: s, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop, Requester: g.requester}
+		reqs[i] = provisioner.CreateRequest{Spec: s, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop, Requester: g.requester,
+			AllowDuplicateHostname: o.allowDupHost}
 	}
 	start := time.Now()
 	results := prov.CreateBatch(ctx, reqs, o.concurrency)

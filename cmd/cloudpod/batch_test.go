@@ -9,6 +9,20 @@ import (
 	"testing"
 )
 
+// outputLine is one JSON line of a batch create: an event or a pod's result.
+type outputLine struct {
+	Type   string `json:"type"`
+	Result struct {
+		VMID     int    `json:"vmid"`
+		Hostname string `json:"hostname"`
+		IP       string `json:"ip"`
+		Status   string `json:"status"`
+	} `json:"result"`
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	Error   string `json:"error"`
+}
+
 // TestCreateCountTwenty is issue 6's batch: 20 running pods with 20
 // distinct IPs and VMIDs, allocated by IPAM around an address set by hand.
 func TestCreateCountTwenty(t *testing.T) {
@@ -19,20 +33,10 @@ func TestCreateCountTwenty(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, lastLines(out, 10), errs)
 	}
-	type result struct {
-		Type   string `json:"type"`
-		Result struct {
-			VMID     int    `json:"vmid"`
-			Hostname string `json:"hostname"`
-			IP       string `json:"ip"`
-			Status   string `json:"status"`
-		} `json:"result"`
-		Error string `json:"error"`
-	}
 	vmids, ips := map[int]bool{}, map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		var r result
+		var r outputLine
 		if json.Unmarshal(sc.Bytes(), &r) != nil || r.Type != "result" {
 			continue
 		}

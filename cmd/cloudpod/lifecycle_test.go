@@ -25,9 +25,10 @@ const (
 // cli is a simulator and the flags that point the CLI at it, with its own
 // IPAM registry, audit log and (empty) settings file.
 type cli struct {
-	sim   *pvesim.Sim
-	flags []string
-	audit string
+	sim      *pvesim.Sim
+	flags    []string
+	audit    string
+	ipamFile string
 }
 
 // skipIfShort skips an end-to-end test under -short, which runs the fast
@@ -65,9 +66,9 @@ func startCLIWith(t *testing.T, mutate func(*pvesim.Config)) *cli {
 			t.Fatal(err)
 		}
 	}
-	c := &cli{sim: sim, audit: filepath.Join(dir, "audit.log")}
+	c := &cli{sim: sim, audit: filepath.Join(dir, "audit.log"), ipamFile: filepath.Join(dir, "ipam.json")}
 	c.flags = []string{"--config", settings, "--pve-url", sim.URL(), "--token-id", testTokenID, "--token-file", tokenFile,
-		"--fingerprint", sim.Fingerprint(), "--audit-log", c.audit, "--ipam-file", filepath.Join(dir, "ipam.json"), "--requester", "ops"}
+		"--fingerprint", sim.Fingerprint(), "--audit-log", c.audit, "--ipam-file", c.ipamFile, "--requester", "ops"}
 	return c
 }
 

@@ -251,12 +251,26 @@ func run(ctx context.Context, g *globalOptions, args []string) int {
 		return he.code
 	}
 	if err != nil {
+		msg := errorMessage(err)
 		if g.output == "json" {
 			code := exitCode(err)
-			writeJSON(stdout, map[string]interface{}{"type": "error", "error": err.Error(), "exit_code": code, "meaning": exitSentences[code]})
+			writeJSON(stdout, map[string]interface{}{"type": "error", "error": msg, "exit_code": code, "meaning": exitSentences[code]})
 		} else {
-			fmt.Fprintf(stderr, "cloudpod: %s\n", strings.TrimPrefix(err.Error(), "usage: "))
+			fmt.Fprintf(stderr, "cloudpod: %s\n", strings.TrimPrefix(msg, "usage: "))
 		}
 	}
 	return exitCode(err)
+}
+
+// errorMessage is what the operator reads: a failure to talk to PVE at all
+// (the token refused, nothing answering, the certificate not trusted) as
+// pve.Explain's one sentence naming the fix, whichever command met it; a
+// flow's step error as it is, since it also says what was left or rolled
+// back (the flows explain such failures themselves).
+func errorMessage(err error) string {
+	var se *provisioner.StepError
+	if sentence, ok := pve.Explain(err); ok && !errors.As(err, &se) {
+		return sentence
+	}
+	return err.Error()
 }
