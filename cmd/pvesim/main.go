@@ -38,6 +38,7 @@ type options struct {
 	authFailDelay   time.Duration
 	logLevel        string
 	envFile         string
+	noTemplate      bool
 }
 
 func main() {
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringArrayVar(&o.packageVersions, "package", nil, "override one installed package version, NAME=VERSION, e.g. pve-container=6.1.2 (repeatable)")
 	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
+	fs.BoolVar(&o.noTemplate, "no-template", false, "start without the golden template CT 9000 and its Ubuntu 24.04 archive, as before `cloudpod template build`")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -101,6 +103,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		Packages:        o.packages,
 		StateFile:       o.stateFile,
 		ApplianceMirror: o.applianceMirror,
+		NoTemplate:      o.noTemplate,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}
