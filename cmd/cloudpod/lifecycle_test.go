@@ -39,12 +39,19 @@ func skipIfShort(t testing.TB) {
 	}
 }
 
-func startCLI(t *testing.T) *cli {
+func startCLI(t *testing.T) *cli { t.Helper(); return startCLIWith(t, nil) }
+
+// startCLIWith is startCLI with the simulator's config adjusted by mutate.
+func startCLIWith(t *testing.T, mutate func(*pvesim.Config)) *cli {
 	t.Helper()
 	skipIfShort(t)
 	dir := t.TempDir()
-	sim, err := pvesim.Start(context.Background(), pvesim.Config{Listen: "127.0.0.1:0", Scale: 0.01, AuthFailDelay: -1,
-		Tokens: []pvesim.Token{{ID: testTokenID, Secret: testTokenSecret}}, DataDir: filepath.Join(dir, "sim")})
+	cfg := pvesim.Config{Listen: "127.0.0.1:0", Scale: 0.01, AuthFailDelay: -1,
+		Tokens: []pvesim.Token{{ID: testTokenID, Secret: testTokenSecret}}, DataDir: filepath.Join(dir, "sim")}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	sim, err := pvesim.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
