@@ -213,6 +213,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	root.AddCommand(newServeCommand(g))
 	root.AddCommand(newStorageCommand(g))
 	root.AddCommand(newTemplateCommand(g))
+	root.AddCommand(newCTCommand(g))
 	return root
 }
 
