@@ -65,6 +65,10 @@ type CTSpec struct {
 	// Label is the human line of the description ("Container", "OpenWrt
 	// router", "CloudPods golden image").
 	Label string `json:"-"`
+	// Extra is what a flow built on ct create asks beyond the container
+	// (the golden template's packages, services, timezone; a router's
+	// LAN address), as key=value: part of the spec's hash and diff.
+	Extra []string `json:"extra,omitempty"`
 }
 
 // DefaultCTSpec is ct create's defaults: unprivileged, 8 GB on the
@@ -255,6 +259,9 @@ type ctRun struct {
 	tasks                []string
 	// reasons say why each default was taken, for the dry run.
 	reasons []string
+	// fetchArchive: a missing OS template archive is fetched by a later
+	// step (archiveMissing), not refused in preflight.
+	fetchArchive, archiveMissing bool
 }
 
 func (p *Provisioner) newCTRun(req CTRequest, command string) *ctRun {

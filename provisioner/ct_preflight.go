@@ -263,6 +263,11 @@ func (r *ctRun) checkOSTemplate(ctx context.Context) error {
 		}
 	}
 	_, name, _ := strings.Cut(s.OSTemplate, "/")
+	if r.fetchArchive {
+		r.archiveMissing = true
+		r.reasons = append(r.reasons, fmt.Sprintf("%s is not on storage %s yet: it is downloaded from PVE's catalogue first", name, sid))
+		return nil
+	}
 	return problemf(ErrPreflight, "template %s is not on storage %s: fetch it first with: cloudpod template download %s --storage %s", name, sid, name, sid)
 }
 

@@ -42,8 +42,9 @@ type ctFlags struct {
 // bindCommon binds what every archive-made CT takes: placement, sizes,
 // secrets from files, and the run's own flags.
 func (f *ctFlags) bindCommon(fs *pflag.FlagSet, def provisioner.CTSpec) {
-	fs.IntVar(&f.spec.VMID, "vmid", 0, "VMID of the new CT")
-	fs.StringVar(&f.spec.Hostname, "hostname", "", "hostname (RFC 1123)")
+	f.spec = def
+	fs.IntVar(&f.spec.VMID, "vmid", def.VMID, "VMID of the new CT")
+	fs.StringVar(&f.spec.Hostname, "hostname", def.Hostname, "hostname (RFC 1123)")
 	fs.StringVar(&f.spec.Node, "node", def.Node, "PVE node")
 	fs.StringVar(&f.spec.Storage, "storage", def.Storage, "rootfs storage, or auto: the active rootdir storage with the most room (refused at 98 % used, warned at 85 %)")
 	fs.IntVar(&f.spec.DiskGB, "disk", def.DiskGB, "rootfs size in GB")
@@ -111,20 +112,20 @@ privileged CT, and everything but nesting on an unprivileged one (PVE reserves t
 // from their files, the privilege level settled.
 func (f *ctFlags) request(g *globalOptions) (provisioner.CTRequest, error) {
 	s := f.spec
-	s.Label = "Container"
 	if f.privileged && f.unprivileged {
 		return provisioner.CTRequest{}, fmt.Errorf("%w: --privileged and --unprivileged contradict each other: give one", errUsage)
 	}
 	s.Unprivileged = !f.privileged
-	for _, n := range f.nets {
-		nic, err := netcfg.ParseNIC(n)
-		if err != nil {
-			return provisioner.CTRequest{}, fmt.Errorf("%w: %s", errUsage, strings.ReplaceAll(err.Error(), "\n", "; "))
-		}
-		s.NICs = append(s.NICs, nic)
+	nics, err := parseNICs(f.nets)
+	if err != nil {
+		return provisioner.CTRequest{}, err
 	}
-	s.Features = f.features
-	var err error
+	if nics != nil {
+		s.NICs = nics
+	}
+	if f.features != nil {
+		s.Features = f.features
+	}
 	if s.SSHKeys, err = readSecretFile("--ssh-public-keys", f.sshKeysFile, false); err != nil {
 		return provisioner.CTRequest{}, err
 	}
@@ -132,6 +133,19 @@ func (f *ctFlags) request(g *globalOptions) (provisioner.CTRequest, error) {
 		return provisioner.CTRequest{}, err
 	}
 	return provisioner.CTRequest{Spec: s, DHCPWait: f.dhcpWait, KeepOnFailure: f.keepOnFailure, Requester: g.requester}, nil
+}
+
+// parseNICs reads the --net flags; nil when none was given.
+func parseNICs(nets []string) ([]netcfg.NIC, error) {
+	var out []netcfg.NIC
+	for _, n := range nets {
+		nic, err := netcfg.ParseNIC(n)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", errUsage, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		out = append(out, nic)
+	}
+	return out, nil
 }
 
 // readSecretFile reads a file named by a flag; oneLine keeps its first

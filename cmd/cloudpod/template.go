@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/migrahosting/cloudpods/provisioner"
 )
@@ -115,5 +116,142 @@ nothing is stored.`,
 	return cmd
 }
 
+// templateFlags are template build's and verify's: the golden template's
+// spec, each part overridable.
+type templateFlags struct {
+	ct          ctFlags
+	packages    []string
+	services    []string
+	timezone    string
+	scratchVMID int
+}
+
+func (f *templateFlags) bind(fs *pflag.FlagSet) {
+	def := provisioner.DefaultTemplateSpec()
+	f.ct.bindCommon(fs, def.CT)
+	fs.StringVar(&f.ct.spec.OSTemplate, "ostemplate", def.CT.OSTemplate, "the Ubuntu 24.04 archive; downloaded from PVE's catalogue when missing")
+	fs.StringArrayVar(&f.ct.nets, "net", nil, "the template's NIC (default "+def.CT.NICs[0].String()+")")
+	fs.StringSliceVar(&f.packages, "packages", def.Packages, "packages to install")
+	fs.StringSliceVar(&f.services, "services", def.Services, "services to enable")
+	fs.StringVar(&f.timezone, "timezone", "", "IANA timezone to set, e.g. Europe/Berlin (installs tzdata)")
+	fs.IntVar(&f.scratchVMID, "scratch-vmid", 0, "VMID of the throwaway linked clone verify inspects (default: the first free from 99900)")
+}
+
+func (f *templateFlags) request(g *globalOptions) (provisioner.TemplateRequest, error) {
+	ct, err := f.ct.request(g)
+	if err != nil {
+		return provisioner.TemplateRequest{}, err
+	}
+	spec := provisioner.DefaultTemplateSpec()
+	spec.CT, spec.Packages, spec.Services, spec.Timezone = ct.Spec, f.packages, f.services, f.timezone
+	return provisioner.TemplateRequest{Spec: spec, ScratchVMID: f.scratchVMID, KeepOnFailure: f.ct.keepOnFailure, Requester: g.requester}, nil
+}
+
 // templateGoldenCommands are build and verify of the golden template.
-func templateGoldenCommands(*globalOptions) []*cobra.Command { return nil }
+func templateGoldenCommands(g *globalOptions) []*cobra.Command {
+	build := &templateFlags{}
+	buildCmd := &cobra.Command{
+		Use:   "build",
+		Short: "Build the golden template CT 9000 through the API and verify it",
+		Long: `Build the golden template as the CloudPods spec describes it: create CT 9000 cloudpod-template from
+ubuntu-24.04-standard_24.04-2_amd64.tar.zst (downloaded from PVE's catalogue first if missing) on
+clients-main (8 GB, unprivileged, nesting, 2 cores, 2048 MB, 512 MB swap), start it, install the packages
+and enable the services through the console (apt with retries), set the timezone if asked, leave
+/etc/netplan/50-cloud-init.yaml minimal, shut it down, convert it to a template (PVE answers null: the
+config's template flag says when it is done) and verify it as "template verify" does.
+
+Root's password comes from --password-file, never the command line. A failure rolls back the CT this run
+made; the same command again converges (on a finished template it only verifies).`,
+		Example: `  cloudpod template build
+  cloudpod template build --timezone Europe/Berlin --password-file /root/template.pw`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prov, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			req, err := build.request(g)
+			if err != nil {
+				return err
+			}
+			ctx, cancel, err := withTimeout(cmd.Context(), build.ct.timeout)
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			req.Reporter, req.Stop = newProgress(g), g.stop
+			if build.ct.dryRun {
+				plan, reasons, err := prov.PlanTemplate(ctx, req)
+				if err != nil {
+					return err
+				}
+				printDryRun(g, "template build", plan, reasons)
+				return nil
+			}
+			res, err := prov.BuildTemplate(ctx, req)
+			printTemplateResult(g, res, err, "built")
+			return err
+		},
+	}
+	build.bind(buildCmd.Flags())
+
+	verify := &templateFlags{}
+	verifyCmd := &cobra.Command{
+		Use:   "verify [VMID]",
+		Short: "Check an existing golden template against the spec and say what differs",
+		Long: `Check the golden template against the spec: its config (a template; cores, memory, swap; rootfs storage
+and size; unprivileged; features; the NIC) and its inside (packages installed, services enabled, the
+netplan file minimal, the timezone when --timezone is given). A template cannot run, so the inside is read
+from a throwaway linked clone without a NIC, removed again whatever happens. Exit 0 when it matches, 1 with
+every difference named when it does not.`,
+		Example: `  cloudpod template verify 9000`,
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				vmid, err := vmidArg(args[0])
+				if err != nil {
+					return err
+				}
+				verify.ct.spec.VMID = vmid
+			}
+			prov, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			req, err := verify.request(g)
+			if err != nil {
+				return err
+			}
+			req.Reporter, req.Stop = newProgress(g), g.stop
+			res, err := prov.VerifyTemplate(cmd.Context(), req)
+			printTemplateResult(g, res, err, "verified")
+			return err
+		},
+	}
+	verify.bind(verifyCmd.Flags())
+	return []*cobra.Command{buildCmd, verifyCmd}
+}
+
+func printTemplateResult(g *globalOptions, res provisioner.TemplateResult, err error, what string) {
+	if g.output == "json" {
+		writeJSON(g.stdout, resultLine(res, err))
+		return
+	}
+	for _, c := range res.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "DIFF"
+		}
+		fmt.Fprintf(g.stdout, "  %s %-26s %s\n", mark, c.Name, c.Detail)
+	}
+	if err != nil {
+		return
+	}
+	if !res.Changed && what == "built" {
+		what = "already built and as the spec says, nothing to do"
+	}
+	fmt.Fprintf(g.stdout, "CT %d %s %s: a template on %s, %d checks passed\n", res.VMID, res.Hostname, what, res.Storage, len(res.Checks))
+	for _, w := range res.Warnings {
+		fmt.Fprintf(g.stdout, "warning: %s\n", w)
+	}
+}
