@@ -116,6 +116,9 @@ type contentRun struct {
 	cached, made bool
 	size         int64
 	tasks        []string
+	// prepare, when set, puts the file to upload in place first (a flow
+	// that fetches it itself only when an upload turns out necessary).
+	prepare func(ctx context.Context) error
 }
 
 func (p *Provisioner) newContentRun(req ContentRequest, run *flow.Run) *contentRun {
@@ -503,6 +506,11 @@ func (c *contentRun) reused(ctx context.Context, upid string) bool {
 }
 
 func (c *contentRun) upload(ctx context.Context) (string, error) {
+	if c.prepare != nil {
+		if err := c.prepare(ctx); err != nil {
+			return "", err
+		}
+	}
 	f, err := os.Open(c.req.File)
 	if err != nil {
 		return "", err

@@ -262,6 +262,8 @@ type ctRun struct {
 	// fetchArchive: a missing OS template archive is fetched by a later
 	// step (archiveMissing), not refused in preflight.
 	fetchArchive, archiveMissing bool
+	// pickTemplate: an empty OSTemplate is picked in preflight.
+	pickTemplate bool
 }
 
 func (p *Provisioner) newCTRun(req CTRequest, command string) *ctRun {

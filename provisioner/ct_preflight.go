@@ -40,7 +40,7 @@ func (r *ctRun) validate(context.Context) error {
 	if err := netcfg.ValidHostname(s.Hostname); err != nil {
 		add("%v", err)
 	}
-	if !ostemplateRE.MatchString(s.OSTemplate) {
+	if !ostemplateRE.MatchString(s.OSTemplate) && !(s.OSTemplate == "" && r.pickTemplate) {
 		add("--ostemplate %q is not a template volume: give storage:vztmpl/FILE, e.g. local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst (cloudpod template list shows them)", s.OSTemplate)
 	}
 	if s.DiskGB < 1 || s.DiskGB > 65536 {

@@ -214,6 +214,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	root.AddCommand(newStorageCommand(g))
 	root.AddCommand(newTemplateCommand(g))
 	root.AddCommand(newCTCommand(g))
+	root.AddCommand(newOpenWrtCommand(g))
 	return root
 }
 
