@@ -291,9 +291,17 @@ func (f *Fake) CreateGuest(ctx context.Context, g pve.GuestRef, params map[strin
 			cfg["rootfs"] = fmt.Sprintf("%s:subvol-%d-disk-0,size=%sG", m[1], g.VMID, m[2])
 		}
 		for k, v := range cfg {
-			if strings.HasPrefix(k, "net") && !strings.Contains(v, "hwaddr=") {
-				cfg[k] = v + fmt.Sprintf(",hwaddr=BC:24:11:%02X:%02X:%02X,type=veth", g.VMID>>8&0xff, g.VMID&0xff, len(k))
+			n, err := strconv.Atoi(strings.TrimPrefix(k, "net"))
+			if !strings.HasPrefix(k, "net") || err != nil {
+				continue
 			}
+			if !strings.Contains(v, "hwaddr=") {
+				v += fmt.Sprintf(",hwaddr=BC:24:11:%02X:%02X:%02X", g.VMID>>8&0xff, g.VMID&0xff, n)
+			}
+			if !strings.Contains(v, "type=") {
+				v += ",type=veth"
+			}
+			cfg[k] = v
 		}
 		if cfg["ostype"] == "" {
 			_, name, _ := strings.Cut(params["ostemplate"], "/")
