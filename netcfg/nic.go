@@ -33,32 +33,15 @@ var nicKeys = []string{"name", "bridge", "tag", "hwaddr", "mtu", "ip", "gw", "ip
 // key and the fix; several are joined.
 func ParseNIC(s string) (NIC, error) {
 	var n Net0
-	var errs []error
-	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
-		if strings.TrimSpace(part) == "" {
-			continue
+	seen, errs := eachProperty(s, "--net", func(k, v string) error {
+		if !contains(nicKeys, k) {
+			return fmt.Errorf("--net key %s is not one --net takes: use %s", k, strings.Join(nicKeys, ", "))
 		}
-		k, v, ok := strings.Cut(part, "=")
-		switch {
-		case !ok || k == "":
-			errs = append(errs, fmt.Errorf("--net part %q has no key: write key=value, e.g. bridge=vmbr0", part))
-			continue
-		case v == "":
-			errs = append(errs, fmt.Errorf("--net key %s has an empty value: give a value or leave the key out", k))
-			continue
-		case seen[k]:
-			errs = append(errs, fmt.Errorf("--net key %s appears twice: keep one", k))
-			continue
-		case !contains(nicKeys, k):
-			errs = append(errs, fmt.Errorf("--net key %s is not one --net takes: use %s", k, strings.Join(nicKeys, ", ")))
-			continue
-		}
-		seen[k] = true
 		if err := n.set(k, v); err != nil {
-			errs = append(errs, errors.New("--net "+strings.TrimPrefix(err.Error(), "net0 ")))
+			return errors.New("--net " + strings.TrimPrefix(err.Error(), "net0 "))
 		}
-	}
+		return nil
+	})
 	if !seen["name"] {
 		errs = append(errs, errors.New("--net has no name: give the interface inside the guest, e.g. name=eth0"))
 	}

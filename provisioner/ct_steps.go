@@ -166,17 +166,24 @@ func (r *ctRun) planStart(context.Context) ([]flow.Call, error) {
 
 func (r *ctRun) start(ctx context.Context) error {
 	r.res.Changed = true
-	_, err := r.run.Retry().Task(ctx, fmt.Sprintf("start CT %d", r.spec.VMID), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.StartGuest(ctx, r.ct())
-		if err == nil {
-			r.tasks = append(r.tasks, upid)
+	return r.p.startAndWait(ctx, r.run, r.ct(), func(upid string) { r.tasks = append(r.tasks, upid) })
+}
+
+// startAndWait starts g and waits for its task under run's retry policy;
+// a start whose outcome is unknown, or refused as already running, is
+// settled by the guest's status. onTask hears each task started.
+func (p *Provisioner) startAndWait(ctx context.Context, run *flow.Run, g pve.GuestRef, onTask func(upid string)) error {
+	_, err := run.Retry().Task(ctx, "start "+g.String(), func(ctx context.Context) (string, error) {
+		upid, err := p.api.StartGuest(ctx, g)
+		if err == nil && onTask != nil {
+			onTask(upid)
 		}
 		return upid, err
 	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, r.spec.Node, upid)
+		_, err := p.wait(ctx, g.Node, upid)
 		return err
 	}, func(ctx context.Context, _ error) (bool, error) {
-		st, err := r.p.api.GuestStatus(ctx, r.ct())
+		st, err := p.api.GuestStatus(ctx, g)
 		return err == nil && st.Status == "running", err
 	})
 	return err

@@ -181,15 +181,7 @@ func (t *templateRun) inspect(ctx context.Context) (checks []Check, err error) {
 	}, nil); err != nil {
 		return nil, err
 	}
-	if _, err := t.run.Retry().Task(ctx, fmt.Sprintf("start scratch CT %d", id), func(ctx context.Context) (string, error) {
-		return t.p.api.StartGuest(ctx, ref)
-	}, func(ctx context.Context, upid string) error {
-		_, err := t.p.wait(ctx, s.Node, upid)
-		return err
-	}, func(ctx context.Context, _ error) (bool, error) {
-		st, err := t.p.api.GuestStatus(ctx, ref)
-		return err == nil && st.Status == "running", err
-	}); err != nil {
+	if err := t.p.startAndWait(ctx, t.run, ref, nil); err != nil {
 		return nil, err
 	}
 	err = t.p.inGuest(ctx, t.run, ref, "inspecting the template", func(ctx context.Context, sh *shell) error {

@@ -56,11 +56,7 @@ func runContent(ctx context.Context, g *globalOptions, prov *provisioner.Provisi
 		return nil
 	}
 	res, err := prov.FetchContent(ctx, req)
-	if g.output == "json" {
-		writeJSON(g.stdout, resultLine(res, err))
-		return err
-	}
-	if err != nil {
+	if jsonResult(g, res, err) || err != nil {
 		return err
 	}
 	what := "stored"
@@ -114,6 +110,28 @@ func writeEventLine(w io.Writer, e provisioner.Event, subject string) {
 		line += ": " + e.Message
 	}
 	fmt.Fprintln(w, line)
+}
+
+// showPlan prints what a flow's Plan function returns (its calls and the
+// reasons for its defaults), or passes its error on.
+func showPlan(g *globalOptions, what string) func([]provisioner.PlannedCall, []string, error) error {
+	return func(plan []provisioner.PlannedCall, reasons []string, err error) error {
+		if err != nil {
+			return err
+		}
+		printDryRun(g, what, plan, reasons)
+		return nil
+	}
+}
+
+// jsonResult writes a command's result line when the output is JSON and
+// reports whether it did.
+func jsonResult(g *globalOptions, v any, err error) bool {
+	if g.output != "json" {
+		return false
+	}
+	writeJSON(g.stdout, resultLine(v, err))
+	return true
 }
 
 // printDryRun prints a flow's planned calls and the reasoning behind its

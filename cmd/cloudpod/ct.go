@@ -191,26 +191,16 @@ func runCTCreate(ctx context.Context, g *globalOptions, prov *provisioner.Provis
 	defer cancel()
 	req.Reporter, req.Stop = newProgress(g), g.stop
 	if f.dryRun {
-		plan, reasons, err := prov.PlanCT(ctx, req)
-		if err != nil {
-			return err
-		}
-		printDryRun(g, "ct create", plan, reasons)
-		return nil
+		return showPlan(g, "ct create")(prov.PlanCT(ctx, req))
 	}
 	res, err := prov.CreateCT(ctx, req)
-	printCTResult(g, res, err)
+	if !jsonResult(g, res, err) && err == nil {
+		printCTResult(g, res)
+	}
 	return err
 }
 
-func printCTResult(g *globalOptions, res provisioner.CTResult, err error) {
-	if g.output == "json" {
-		writeJSON(g.stdout, resultLine(res, err))
-		return
-	}
-	if err != nil {
-		return
-	}
+func printCTResult(g *globalOptions, res provisioner.CTResult) {
 	what := "created"
 	if !res.Changed {
 		what = "already as asked, nothing to do"

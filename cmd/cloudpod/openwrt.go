@@ -41,19 +41,10 @@ matches) when the token may use download-url (Sys.AccessNetwork), else uploaded 
 			}
 			req.Requester, req.Reporter, req.Stop = g.requester, subjectProgress(g, "openwrt"), g.stop
 			if dryRun {
-				plan, reasons, err := prov.PlanOpenWrtTemplate(cmd.Context(), req)
-				if err != nil {
-					return err
-				}
-				printDryRun(g, "openwrt template", plan, reasons)
-				return nil
+				return showPlan(g, "openwrt template")(prov.PlanOpenWrtTemplate(cmd.Context(), req))
 			}
 			res, err := prov.OpenWrtTemplate(cmd.Context(), req)
-			if g.output == "json" {
-				writeJSON(g.stdout, resultLine(res, err))
-				return err
-			}
-			if err != nil {
+			if jsonResult(g, res, err) || err != nil {
 				return err
 			}
 			what := "stored"
@@ -105,19 +96,10 @@ waited for with retries; without a lease the router is kept with a message sayin
 			defer cancel()
 			req := provisioner.OpenWrtRequest{Spec: spec, WANWait: wanWait, KeepOnFailure: keep, Reporter: newProgress(g), Stop: g.stop, Requester: g.requester}
 			if dryRun {
-				plan, reasons, err := prov.PlanOpenWrt(ctx, req)
-				if err != nil {
-					return err
-				}
-				printDryRun(g, "openwrt create", plan, reasons)
-				return nil
+				return showPlan(g, "openwrt create")(prov.PlanOpenWrt(ctx, req))
 			}
 			res, err := prov.CreateOpenWrt(ctx, req)
-			if g.output == "json" {
-				writeJSON(g.stdout, resultLine(res, err))
-				return err
-			}
-			if err != nil {
+			if jsonResult(g, res, err) || err != nil {
 				return err
 			}
 			what := "created"

@@ -181,12 +181,7 @@ made; the same command again converges (on a finished template it only verifies)
 			defer cancel()
 			req.Reporter, req.Stop = newProgress(g), g.stop
 			if build.ct.dryRun {
-				plan, reasons, err := prov.PlanTemplate(ctx, req)
-				if err != nil {
-					return err
-				}
-				printDryRun(g, "template build", plan, reasons)
-				return nil
+				return showPlan(g, "template build")(prov.PlanTemplate(ctx, req))
 			}
 			res, err := prov.BuildTemplate(ctx, req)
 			printTemplateResult(g, res, err, "built")
@@ -233,8 +228,7 @@ every difference named when it does not.`,
 }
 
 func printTemplateResult(g *globalOptions, res provisioner.TemplateResult, err error, what string) {
-	if g.output == "json" {
-		writeJSON(g.stdout, resultLine(res, err))
+	if jsonResult(g, res, err) {
 		return
 	}
 	for _, c := range res.Checks {
