@@ -145,3 +145,26 @@ func mustFault(t *testing.T, rule string) pvesim.Fault {
 	}
 	return f
 }
+
+// TestCTCreateOnPVE84: 8.4 creates privileged containers unless told
+// otherwise, so the level is sent and the dry run says why; JSON output
+// is event lines, then the result.
+func TestCTCreateOnPVE84(t *testing.T) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) { cfg.Version = "8.4"; withNetworkToken(cfg) })
+	c.mustRun(t, 0, "template", "download", debian12, "--storage", "local")
+	args := []string{"ct", "create", "--vmid", "310", "--hostname", "old1", "--ostemplate", "local:vztmpl/" + debian12,
+		"--net", "name=eth0,bridge=vmbr0,ip=10.1.10.130/24,gw=10.1.10.1", "--features", "nesting=1", "--start"}
+	out, _ := c.mustRun(t, 0, append(args, "--dry-run")...)
+	wantIn(t, "dry run on 8.4", out, "unprivileged, sent as unprivileged=1: PVE 8.4 would otherwise default to privileged (8.x)")
+	out, _ = c.mustRun(t, 0, append(args, "-o", "json")...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasPrefix(l, `{"type":"event"`) {
+			t.Errorf("not an event line: %s", l)
+		}
+	}
+	wantIn(t, "JSON result", lines[len(lines)-1], `"type":"result"`, `"vmid":310`, `"status":"running"`, `"changed":true`)
+	if g, _ := c.sim.Guest(310); g.Config["unprivileged"] != "1" || g.Config["features"] != "nesting=1" {
+		t.Errorf("CT 310 on 8.4: %v", g.Config)
+	}
+}
