@@ -253,9 +253,11 @@ func (c *contentRun) preflight(ctx context.Context) error {
 	st := "/storage/" + choice.ID
 	network := privilege{Path: "/nodes/" + r.Node, Priv: "Sys.AccessNetwork", Or: [][]privilege{{{Path: "/", Priv: "Sys.Audit"}, {Path: "/", Priv: "Sys.Modify"}}}}
 	need := []privilege{{Path: st, Priv: "Datastore.AllocateTemplate"}, {Path: st, Priv: "Datastore.Audit"}}
-	if perms, err := c.p.api.Permissions(ctx); err == nil {
-		c.netOK = network.heldBy(perms)
+	perms, err := c.p.api.Permissions(ctx)
+	if err != nil {
+		return apiProblem("read the token's permissions", err)
 	}
+	c.netOK = network.heldBy(perms)
 	if r.Appliance != "" {
 		if err := c.findAppliance(ctx); err != nil {
 			return err
@@ -264,7 +266,7 @@ func (c *contentRun) preflight(ctx context.Context) error {
 	if (r.URL != "" && r.File == "") || c.viaURL {
 		need = append(need, network)
 	}
-	if err := c.p.checkPrivileges(ctx, need); err != nil {
+	if err := missingPrivileges(perms, need); err != nil {
 		return err
 	}
 	if r.File != "" && c.sum.IsZero() {

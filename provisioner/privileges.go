@@ -50,6 +50,11 @@ func (p *Provisioner) checkPrivileges(ctx context.Context, need []privilege) err
 	if err != nil {
 		return apiProblem("read the token's permissions", err)
 	}
+	return missingPrivileges(perms, need)
+}
+
+// missingPrivileges is nil when perms hold everything in need.
+func missingPrivileges(perms pve.Permissions, need []privilege) error {
 	var missing []string
 	for _, n := range need {
 		if !n.heldBy(perms) {

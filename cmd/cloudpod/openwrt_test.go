@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/migrahosting/cloudpods/fixtures/openwrtmirror"
+	"github.com/migrahosting/cloudpods/fixtures/pvesim"
 )
 
 // TestOpenWrtTemplateAndRouter is issue 16's OpenWrt: a tampered tarball
@@ -105,4 +106,19 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestOpenWrtRouterOnAConsoleThatRefusesTokens: the router's UCI needs
+// the console; a PVE whose termproxy refuses API tokens (before the April
+// 2026 updates) fails the uci step, says what to do, and rolls back.
+func TestOpenWrtRouterOnAConsoleThatRefusesTokens(t *testing.T) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) { cfg.Packages = pvesim.PackagesPreApril2026; withNetworkToken(cfg) })
+	data, err := openwrtmirror.Rootfs("24.10.0")
+	must(t, err)
+	must(t, c.sim.AddVolumeFile("local:vztmpl/"+openwrtmirror.RootfsName("24.10.0"), data))
+	_, errs := c.mustRun(t, exitPreflight, "openwrt", "create", "--vmid", "400", "--hostname", "router1", "--wan", "vmbr0", "--lan", "vmbr1")
+	wantIn(t, "console refusing tokens", errs, "step uci failed", "configuring OpenWrt needs the console", "--console-user", "rolled back: CT 400 destroyed")
+	if _, ok := c.sim.Guest(400); ok {
+		t.Error("CT 400 was left")
+	}
 }
