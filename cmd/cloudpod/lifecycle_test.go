@@ -39,7 +39,10 @@ func skipIfShort(t testing.TB) {
 	}
 }
 
-func startCLI(t *testing.T) *cli { t.Helper(); return startCLIWith(t, nil) }
+func startCLI(t *testing.T) *cli {
+	t.Helper()
+	return startCLIWith(t, nil)
+}
 
 // startCLIWith is startCLI with the simulator's config adjusted by mutate.
 func startCLIWith(t *testing.T, mutate func(*pvesim.Config)) *cli {
