@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/migrahosting/cloudpods/netcfg"
@@ -97,29 +96,8 @@ func (s Spec) essentials() essentials {
 	return e
 }
 
-// diff lists the fields where two specs differ, as "field: old → new".
-func diffEssentials(old, new essentials) []string {
-	a, _ := json.Marshal(old)
-	b, _ := json.Marshal(new)
-	var ma, mb map[string]interface{}
-	_ = json.Unmarshal(a, &ma)
-	_ = json.Unmarshal(b, &mb)
-	keys := map[string]bool{}
-	for k := range ma {
-		keys[k] = true
-	}
-	for k := range mb {
-		keys[k] = true
-	}
-	var out []string
-	for k := range keys {
-		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
-			out = append(out, fmt.Sprintf("%s: %v → %v", k, show(ma[k]), show(mb[k])))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// diffEssentials lists the fields where two specs differ (diff.go).
+func diffEssentials(old, new essentials) []string { return diffFields(old, new) }
 
 func show(v interface{}) string {
 	if v == nil {

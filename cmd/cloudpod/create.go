@@ -231,28 +231,7 @@ func stepsSummary(steps map[string]float64) string {
 	return fmt.Sprintf("%.1fs", total)
 }
 
-func printPlan(g *globalOptions, plan []provisioner.PlannedCall) {
-	if g.output == "json" {
-		for _, c := range plan {
-			writeJSON(g.stdout, struct {
-				Type string `json:"type"`
-				provisioner.PlannedCall
-			}{"plan", c})
-		}
-		return
-	}
-	fmt.Fprintln(g.stdout, "dry run: checks passed; these are the calls create would make (nothing was changed):")
-	for i, c := range plan {
-		fmt.Fprintf(g.stdout, "%2d. %-6s %s", i+1, c.Method, c.Path)
-		if c.Params != "" {
-			fmt.Fprintf(g.stdout, "  %s", c.Params)
-		}
-		if c.Note != "" {
-			fmt.Fprintf(g.stdout, "  # %s", c.Note)
-		}
-		fmt.Fprintln(g.stdout)
-	}
-}
+func printPlan(g *globalOptions, plan []provisioner.PlannedCall) { printDryRun(g, "create", plan, nil) }
 
 func runCreateMany(ctx context.Context, g *globalOptions, o *createOptions, args []string) error {
 	if o.dryRun {

@@ -228,6 +228,10 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	g.bind(root.PersistentFlags())
 	root.AddCommand(newCreateCommand(g), newDestroyCommand(g), newBackupCommand(g), newHealthCommand(g), newListCommand(g), newIPCommand(g), newShowCommand(g))
 	root.AddCommand(newServeCommand(g))
+	root.AddCommand(newStorageCommand(g))
+	root.AddCommand(newTemplateCommand(g))
+	root.AddCommand(newCTCommand(g))
+	root.AddCommand(newOpenWrtCommand(g))
 	return root
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	seedGuests      int
 	requestTime     time.Duration
 	requestWorkers  int
+	noTemplate      bool
 }
 
 func main() {
@@ -87,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.seedGuests, "seed-guests", 0, "add N existing guests (CTs and VMs with static addresses in several subnets, tags, most running) for measuring costs on a busy cluster; the same N guests every time, and those a --state file already holds are kept")
 	fs.DurationVar(&o.requestTime, "request-time", 0, "what each API call costs the node: it holds one of --request-workers pveproxy workers this long before it is handled (15ms ≈ 200 calls/s with 3 workers); 0 answers as fast as the simulator can")
 	fs.IntVar(&o.requestWorkers, "request-workers", 3, "pveproxy workers for --request-time (PVE runs 3)")
+	fs.BoolVar(&o.noTemplate, "no-template", false, "start without the golden template CT 9000 and its Ubuntu 24.04 archive, as before `cloudpod template build`")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -109,6 +111,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		ApplianceMirror: o.applianceMirror,
 		RequestTime:     o.requestTime,
 		RequestWorkers:  o.requestWorkers,
+		NoTemplate:      o.noTemplate,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}

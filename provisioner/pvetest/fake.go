@@ -119,6 +119,9 @@ type Fake struct {
 	taskFails map[string][]string
 	calls     []Call
 	seq       int
+	// store is the catalogue, what URLs serve and the files on storages
+	// (content.go).
+	store contentStore
 }
 
 type task struct {
@@ -162,7 +165,7 @@ func allPrivileges() map[string]bool {
 	out := map[string]bool{}
 	for _, p := range []string{"VM.Clone", "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network",
 		"VM.Config.Options", "VM.Config.Disk", "VM.PowerMgmt", "VM.Console", "VM.Backup", "Datastore.AllocateSpace", "Datastore.Audit",
-		"SDN.Use", "Sys.Audit"} {
+		"SDN.Use", "Sys.Audit", "Datastore.Allocate", "Datastore.AllocateTemplate", "Sys.AccessNetwork", "Sys.Modify"} {
 		out[p] = true
 	}
 	return out
@@ -230,7 +233,7 @@ func (f *Fake) Mutations(since int) []string {
 	for _, c := range f.Calls()[since:] {
 		switch c.Method {
 		case "CloneGuest", "UpdateGuestConfig", "UpdateGuestConfigAsync", "StartGuest", "ShutdownGuest", "StopGuest",
-			"DeleteGuest", "ConvertToTemplate", "Backup":
+			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume":
 			out = append(out, c.String())
 		}
 	}
@@ -515,8 +518,19 @@ func (f *Fake) GuestInterfaces(ctx context.Context, g pve.GuestRef) ([]pve.Guest
 		return nil, refused("GET", g, "/interfaces", fmt.Sprintf("CT %d not running", g.VMID))
 	}
 	out := []pve.GuestInterface{{Name: "lo", HWAddr: "00:00:00:00:00:00", Inet: "127.0.0.1/8"}}
-	net0 := field(got.Config["net0"])
-	return append(out, pve.GuestInterface{Name: net0["name"], HWAddr: net0["hwaddr"], Inet: net0["ip"]}), nil
+	for i := 0; i < 10; i++ {
+		n, ok := got.Config["net"+strconv.Itoa(i)]
+		if !ok {
+			continue
+		}
+		nic := field(n)
+		inet := nic["ip"]
+		if !strings.Contains(inet, "/") {
+			inet = "" // dhcp and manual: the fake has no DHCP server
+		}
+		out = append(out, pve.GuestInterface{Name: nic["name"], HWAddr: nic["hwaddr"], Inet: inet})
+	}
+	return out, nil
 }
 
 func (f *Fake) Snapshots(ctx context.Context, g pve.GuestRef) ([]pve.Snapshot, error) {
@@ -699,7 +713,7 @@ func (f *Fake) Backup(ctx context.Context, node string, o pve.BackupOptions) (st
 	upid, ok := f.startTask(node, "vzdump", strconv.Itoa(o.VMID),
 		"backup mode: "+o.Mode, "creating vzdump archive '/mnt/backup/dump/"+name+"'")
 	if ok {
-		f.volumes[o.Storage] = append(f.volumes[o.Storage], pve.Volume{VolID: o.Storage + ":backup/" + name, Format: "tar.zst",
+		f.volumes[o.Storage] = append(f.volumes[o.Storage], pve.Volume{VolID: o.Storage + ":backup/" + name, Content: "backup", Format: "tar.zst",
 			Size: 1 << 30, CTime: now, VMID: o.VMID, Notes: notes, Subtype: string(got.Kind)})
 	}
 	return answer(upid, after)
@@ -711,7 +725,18 @@ func (f *Fake) StorageContent(ctx context.Context, node, storage, content string
 	if err, _ := f.enter("StorageContent", pve.GuestRef{}, storage); err != nil {
 		return nil, err
 	}
-	return append([]pve.Volume(nil), f.volumes[storage]...), nil
+	out := append([]pve.Volume(nil), f.volumes[storage]...)
+	out = append(out, f.store.volumes(storage)...)
+	if content != "" {
+		kept := out[:0]
+		for _, v := range out {
+			if v.Content == content {
+				kept = append(kept, v)
+			}
+		}
+		out = kept
+	}
+	return out, nil
 }
 
 func (f *Fake) TaskStatus(ctx context.Context, node, upid string) (pve.TaskStatus, error) {

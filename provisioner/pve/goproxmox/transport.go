@@ -208,6 +208,21 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	base := newBaseTransport(o, tlsCfg)
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
+	rc.RetryMax = o.Retries
+	rc.RetryWaitMin = 200 * time.Millisecond
+	rc.RetryWaitMax = 3 * time.Second
+	rc.CheckRetry = checkRetry
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.Logger = retryLogger{log: o.Logger}
+	return &http.Client{Transport: apiErrorTransport{next: &retryablehttp.RoundTripper{Client: rc}, apiBase: "/api2/json"}}, tlsCfg, nil
+}
+
+// newBaseTransport is the network transport under every request: PVE's
+// TLS settings, no proxy, each attempt observed.
+func newBaseTransport(o HTTPOptions, tlsCfg *tls.Config) http.RoundTripper {
 	base := o.Base
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -221,15 +236,7 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 	if o.Observe != nil {
 		base = observingTransport{next: base, observe: o.Observe}
 	}
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
-	rc.RetryMax = o.Retries
-	rc.RetryWaitMin = 200 * time.Millisecond
-	rc.RetryWaitMax = 3 * time.Second
-	rc.CheckRetry = checkRetry
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	rc.Logger = retryLogger{log: o.Logger}
-	return &http.Client{Transport: apiErrorTransport{next: &retryablehttp.RoundTripper{Client: rc}, apiBase: "/api2/json"}}, tlsCfg, nil
+	return base
 }
 
 // retryLogger adapts retryablehttp's key/value logger to logrus; only retries
