@@ -52,7 +52,7 @@ type Provisioner struct {
 
 	mu         sync.Mutex
 	cloneLocks map[string]chan struct{} // node/template → serializes clones of one source
-	durations  taskDurations
+	taskTimes  taskTimes
 }
 
 // New wires a Provisioner.
@@ -116,16 +116,13 @@ func (p *Provisioner) lockClone(ctx context.Context, node string, template int) 
 	}
 }
 
+// wait waits for a task, polling around the end its kind is expected at
+// (taskstats.go), and learns from what it saw.
 func (p *Provisioner) wait(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
-	key := taskKey(node, upid)
 	opts := p.opts.Wait
-	opts.Expect = p.durations.expect(key)
-	start := time.Now()
-	st, err := pve.WaitTask(ctx, p.api, node, upid, opts)
-	if err == nil {
-		p.durations.observe(key, time.Since(start))
-	}
-	return st, err
+	opts.Expect = p.taskTimes.expect(ctx, p.api, node, upid)
+	opts.Observe = func(o pve.TaskObservation) { p.taskTimes.observe(node, upid, o) }
+	return pve.WaitTask(ctx, p.api, node, upid, opts)
 }
 
 func (p *Provisioner) randomHex(n int) string {
