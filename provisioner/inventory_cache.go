@@ -1,0 +1,337 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
+
+// InventoryOptions tune the provisioner's shared inventory.
+type InventoryOptions struct {
+	// Parallel bounds the config reads in flight at once (default 4; a
+	// node's pveproxy serves 3 requests at a time).
+	Parallel int
+	// MaxAge is how long a config read once is trusted while PVE's listing
+	// shows nothing changed about its guest (default 5 minutes); each
+	// guest's read expires somewhere in the second half of it, so the
+	// re-reads are spread out. It bounds how long an address typed by hand
+	// into an existing guest, with nothing else about it changing, goes
+	// unseen by a process that read the cluster before (docs/multi-controller.md).
+	MaxAge time.Duration
+}
+
+// DefaultInventoryMaxAge is InventoryOptions.MaxAge's default.
+const DefaultInventoryMaxAge = 5 * time.Minute
+
+func (o InventoryOptions) withDefaults() InventoryOptions {
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = DefaultInventoryMaxAge
+	}
+	return o
+}
+
+// guestInventory is one process's knowledge of the cluster's guests, which
+// every create of a batch and every job of the service share: PVE's
+// listing (cluster/resources) and each guest's config as last read. A look
+// lists the cluster (one request, shared by looks that may share it) and
+// reads again only what may have changed; the configs are read by at most
+// Parallel workers, those a flow waits for first.
+//
+// What a config read is trusted for, and what is read again
+// (docs/multi-controller.md):
+//   - a guest new to the listing, or gone and back: read;
+//   - a guest whose listing changed since its read (type, node, name,
+//     status, template, lock, tags, its CPUs, memory or disk, a restart):
+//     read again;
+//   - a guest that may be in the making (locked now or at its read, or a pod
+//     whose marker says provisioning): read again if its read is older than
+//     the look's since — claim's safety rests on this;
+//   - any other: trusted until its read expires (MaxAge).
+type guestInventory struct {
+	api  pve.API
+	opts InventoryOptions
+
+	mu      sync.Mutex
+	listing *listCall
+	reads   map[int]*configRead
+	// urgent and bulk are the reads queued for the workers: urgent ones
+	// (what a flow waits for: its targets, guests in the making) first.
+	urgent, bulk []*configRead
+	workers      int
+}
+
+func newGuestInventory(api pve.API, opts InventoryOptions) *guestInventory {
+	return &guestInventory{api: api, opts: opts.withDefaults(), reads: map[int]*configRead{}}
+}
+
+// look says what a snapshot needs.
+type look struct {
+	// since: the listing began after it, and so did the config reads of
+	// the guests that may be in the making. Zero takes the newest listing
+	// there is.
+	since time.Time
+	// partial waits only for the configs of the guests need picks; the
+	// others are read in the background and show as unread until then.
+	partial bool
+	need    func(pve.Guest) bool
+}
+
+func (lk look) needs(g pve.Guest) bool { return !lk.partial || (lk.need != nil && lk.need(g)) }
+
+// listCall is one GET /cluster/resources, done or in flight.
+type listCall struct {
+	started time.Time
+	done    chan struct{}
+	guests  []pve.Guest
+	err     error
+}
+
+// configRead is one read of a guest's config, queued, in flight or done.
+// Its results are set before done is closed and never change after.
+type configRead struct {
+	// listed is the guest as the listing showed it when the read was
+	// asked for; queued is when that was: the config read is at least as
+	// new as that.
+	listed pve.Guest
+	queued time.Time
+	// urgent and taken are guarded by guestInventory.mu.
+	urgent, taken bool
+	done          chan struct{}
+
+	vg      *viewGuest // the config as read; nil when gone or failed
+	gone    bool       // PVE no longer had the guest
+	err     error
+	expires time.Time
+}
+
+func (r *configRead) finished() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// look lists the cluster, reads what must be read, and returns the
+// snapshot: every guest of the listing with its config, or unread where
+// a partial look did not wait for it.
+func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGuest, error) {
+	lc, err := inv.list(ctx, lk.since)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	current := make(map[int]*configRead, len(lc.guests))
+	var waits []*configRead
+	inv.mu.Lock()
+	for _, g := range lc.guests {
+		if !g.Type.Valid() {
+			continue
+		}
+		r := inv.reads[g.VMID]
+		urgent := lk.needs(g) && lk.partial
+		switch {
+		case inv.stale(r, g, lc.started, lk.since, now):
+			r = &configRead{listed: g, queued: now, done: make(chan struct{})}
+			inv.reads[g.VMID] = r
+			inv.enqueue(r, urgent || inMakingListed(g))
+		case urgent && !r.urgent && !r.taken:
+			inv.enqueue(r, true)
+		}
+		current[g.VMID] = r
+		if lk.needs(g) {
+			waits = append(waits, r)
+		}
+	}
+	if inv.listing == lc {
+		for vmid, r := range inv.reads {
+			if current[vmid] == nil && r.finished() {
+				delete(inv.reads, vmid) // PVE no longer lists it
+			}
+		}
+	}
+	inv.mu.Unlock()
+
+	for _, r := range waits {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+	}
+	out := make(map[int]*viewGuest, len(current))
+	for vmid, r := range current {
+		g := lc.guestAt(vmid)
+		switch {
+		case !r.finished() || r.err != nil:
+			out[vmid] = &viewGuest{Guest: g, unread: true}
+		case r.gone:
+			// removed since the listing
+		default:
+			vg := *r.vg
+			vg.Guest = g
+			out[vmid] = &vg
+		}
+	}
+	return out, nil
+}
+
+// stale says whether r, the newest read of g's config, no longer answers a
+// look at a listing begun at listed with since.
+func (inv *guestInventory) stale(r *configRead, g pve.Guest, listed, since, now time.Time) bool {
+	if r == nil {
+		return true
+	}
+	old := r.queued.Before(listed) // asked for before this listing saw g
+	if !r.finished() {
+		return (old && listingChanged(r.listed, g)) || (r.queued.Before(since) && (inMakingListed(g) || inMakingListed(r.listed)))
+	}
+	switch {
+	case r.err != nil, now.After(r.expires):
+		return true
+	case old && (r.gone || listingChanged(r.listed, g)):
+		return true
+	case r.queued.Before(since) && (inMakingListed(g) || inMakingListed(r.listed) || (r.vg != nil && r.vg.inMaking())):
+		return true
+	}
+	return false
+}
+
+// listingChanged says whether the listing shows something about the guest
+// that a config change makes PVE show: what it is and where, its name,
+// status, template flag, lock and tags, its CPUs, memory and root disk,
+// and a restart (its uptime went back).
+func listingChanged(was, now pve.Guest) bool {
+	return was.Type != now.Type || was.Node != now.Node || was.Name != now.Name || was.Status != now.Status ||
+		was.Template != now.Template || was.Lock != now.Lock || was.Tags != now.Tags ||
+		was.MaxCPU != now.MaxCPU || was.MaxMem != now.MaxMem || was.MaxDisk != now.MaxDisk || now.Uptime < was.Uptime
+}
+
+// inMakingListed says whether the listing shows the guest locked: a clone
+// or create in progress, whose config has no marker yet.
+func inMakingListed(g pve.Guest) bool { return g.Lock != "" }
+
+// list returns a listing begun at or after since: the one in flight or
+// done if it qualifies (concurrent looks share it), else a new one.
+func (inv *guestInventory) list(ctx context.Context, since time.Time) (*listCall, error) {
+	inv.mu.Lock()
+	c := inv.listing
+	if c == nil || c.started.Before(since) || (c.finished() && c.err != nil) {
+		c = &listCall{started: time.Now(), done: make(chan struct{})}
+		inv.listing = c
+		// The listing is the inventory's, not the caller's: another look
+		// may be waiting for it when this caller gives up.
+		go func() {
+			c.guests, c.err = inv.api.Guests(context.WithoutCancel(ctx))
+			close(c.done)
+		}()
+	}
+	inv.mu.Unlock()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c, nil
+}
+
+func (c *listCall) finished() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *listCall) guestAt(vmid int) pve.Guest {
+	for _, g := range c.guests {
+		if g.VMID == vmid {
+			return g
+		}
+	}
+	return pve.Guest{}
+}
+
+// enqueue queues r for the workers (again, urgently, if it was queued in
+// bulk) and starts a worker if fewer than Parallel run; under mu.
+func (inv *guestInventory) enqueue(r *configRead, urgent bool) {
+	if urgent {
+		r.urgent = true
+		inv.urgent = append(inv.urgent, r)
+	} else {
+		inv.bulk = append(inv.bulk, r)
+	}
+	if inv.workers < inv.opts.Parallel {
+		inv.workers++
+		go inv.work()
+	}
+}
+
+// work reads queued configs, urgent ones first, until none is left.
+func (inv *guestInventory) work() {
+	for {
+		inv.mu.Lock()
+		r := inv.next()
+		if r == nil {
+			inv.workers--
+			inv.mu.Unlock()
+			return
+		}
+		r.taken = true
+		inv.mu.Unlock()
+		inv.read(r)
+	}
+}
+
+// next pops the next read no worker has taken; under mu.
+func (inv *guestInventory) next() *configRead {
+	for _, q := range []*[]*configRead{&inv.urgent, &inv.bulk} {
+		for len(*q) > 0 {
+			r := (*q)[0]
+			*q = (*q)[1:]
+			if !r.taken {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// read reads one config. The read is the inventory's, not a caller's (a
+// look that gave up may share it with others), so it runs to its end.
+func (inv *guestInventory) read(r *configRead) {
+	g := r.listed
+	cfg, err := inv.api.GuestConfig(context.Background(), g.Ref())
+	switch {
+	case errors.Is(err, pve.ErrNotFound):
+		r.gone = true
+	case err != nil:
+		r.err = fmt.Errorf("config of %s %d: %w", g.Type, g.VMID, err)
+	default:
+		r.vg = readGuest(g, cfg)
+	}
+	r.expires = time.Now().Add(inv.opts.MaxAge - spreadOf(g.VMID, inv.opts.MaxAge/2))
+	close(r.done)
+}
+
+// spreadOf is a fixed share of d for vmid, so that configs read together
+// expire at different times.
+func spreadOf(vmid int, d time.Duration) time.Duration {
+	h := uint32(vmid) * 2654435761 // Knuth's multiplicative hash
+	return time.Duration(uint64(d) * uint64(h>>22) / 1024)
+}
