@@ -38,10 +38,10 @@ type WaitOptions struct {
 	MinInterval time.Duration
 	// BlindInterval is the interval of a wait with nothing to expect while
 	// its task is young, and the longest one near an expected end (default
-	// 150 ms): the first task of a kind is seen ending within it.
+	// 100 ms): the first task of a kind is seen ending within it.
 	BlindInterval time.Duration
 	// MaxInterval is the longest interval of a blind wait, reached as its
-	// task ages (a twentieth of its age, so a 20 s task is polled once a
+	// task ages (a thirtieth of its age, so a 30 s task is polled once a
 	// second), and of a task that outlasts its expected end (default 1 s).
 	MaxInterval time.Duration
 	// LongestSleep bounds a sleep towards an expected end that is far
@@ -108,7 +108,7 @@ func (o WaitOptions) withDefaults() WaitOptions {
 		o.MinInterval = 25 * time.Millisecond
 	}
 	if o.BlindInterval <= 0 {
-		o.BlindInterval = 150 * time.Millisecond
+		o.BlindInterval = 100 * time.Millisecond
 	}
 	if o.MaxInterval <= 0 {
 		o.MaxInterval = time.Second
@@ -190,20 +190,20 @@ func WaitTask(ctx context.Context, api API, node, upid string, opts WaitOptions)
 
 // pollDelay is how long to wait before the next poll, the task being age
 // old. With nothing to expect (the first poll is at once) it polls every
-// BlindInterval while the task is young and a twentieth of its age as it
+// BlindInterval while the task is young and a thirtieth of its age as it
 // grows old, up to MaxInterval. With an
 // expectation it sleeps until the window Duration ± Spread opens (in steps
-// of LongestSleep), polls within it every quarter of the spread (between
+// of LongestSleep), polls within it every half of the spread (between
 // MinInterval and BlindInterval), and past it falls back to intervals that
 // grow with how far past the window the task runs.
 func pollDelay(age time.Duration, o WaitOptions) time.Duration {
 	e := o.Expect
 	if !e.Known() {
-		return clamp(age/20, o.BlindInterval, o.MaxInterval)
+		return clamp(age/30, o.BlindInterval, o.MaxInterval)
 	}
 	spread := max(e.Spread, o.MinInterval)
 	open, end := e.Duration-spread, e.Duration+spread
-	dense := clamp(spread/4, o.MinInterval, o.BlindInterval)
+	dense := clamp(spread/2, o.MinInterval, o.BlindInterval)
 	switch {
 	case age < open:
 		return min(open-age, o.LongestSleep)

@@ -84,9 +84,9 @@ func TestBlindPollingStartsAtOnceThenGrowsWithAge(t *testing.T) {
 		age  time.Duration
 		want time.Duration
 	}{
-		{0, 150 * time.Millisecond},
-		{500 * time.Millisecond, 150 * time.Millisecond},
-		{5 * time.Second, 250 * time.Millisecond},
+		{0, 100 * time.Millisecond},
+		{500 * time.Millisecond, 100 * time.Millisecond},
+		{6 * time.Second, 200 * time.Millisecond},
 		{time.Minute, time.Second},
 	}
 	for _, tt := range tests {
@@ -104,8 +104,8 @@ func TestPollingAroundAnExpectedEnd(t *testing.T) {
 	}{
 		{0, 2800 * time.Millisecond},                      // sleep until the window opens
 		{2500 * time.Millisecond, 300 * time.Millisecond}, // wake when it opens
-		{2900 * time.Millisecond, 50 * time.Millisecond},  // within it: a quarter of the spread
-		{3200 * time.Millisecond, 50 * time.Millisecond},
+		{2900 * time.Millisecond, 100 * time.Millisecond}, // within it: half the spread
+		{3200 * time.Millisecond, 100 * time.Millisecond},
 		{4 * time.Second, 150 * time.Millisecond}, // past it: intervals grow with how far past
 		{20 * time.Second, time.Second},
 	}
@@ -166,10 +166,10 @@ func TestWaitSchedules(t *testing.T) {
 		maxLateMS int64
 	}{
 		// The first clone of a template on a node without history.
-		{"blind 3 s", 3 * time.Second, Expectation{}, 22, 150},
-		{"blind 1 s", time.Second, Expectation{}, 8, 150},
+		{"blind 3 s", 3 * time.Second, Expectation{}, 31, 100},
+		{"blind 1 s", time.Second, Expectation{}, 11, 100},
 		// One finished clone in PVE's history: whole seconds, ± 1 s.
-		{"one history sample", 3*time.Second + 400*time.Millisecond, Expectation{Duration: 3 * time.Second, Spread: time.Second, Samples: 1}, 12, 150},
+		{"one history sample", 3*time.Second + 400*time.Millisecond, Expectation{Duration: 3 * time.Second, Spread: time.Second, Samples: 1}, 15, 100},
 		// Learnt in this process: a few polls, seen within MinInterval.
 		{"learnt", 3*time.Second + 30*time.Millisecond, Expectation{Duration: 3020 * time.Millisecond, Spread: 30 * time.Millisecond, Samples: 5}, 4, 25},
 		// The task takes far longer than expected: polls grow sparse again.

@@ -387,8 +387,11 @@ func (f *Fake) Guests(ctx context.Context) ([]pve.Guest, error) {
 		if g.Kind == pve.QEMU {
 			name = g.Config["name"]
 		}
+		// As PVE's status daemon reports them: the config's CPUs and memory.
+		cores, _ := strconv.ParseFloat(g.Config["cores"], 64)
+		mem, _ := strconv.ParseInt(g.Config["memory"], 10, 64)
 		out = append(out, pve.Guest{VMID: g.VMID, Type: g.Kind, Node: g.Node, Name: name, Status: g.Status,
-			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"]})
+			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"], MaxCPU: cores, MaxMem: mem << 20})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out, nil
