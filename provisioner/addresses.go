@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 )
@@ -65,7 +66,7 @@ func (p *Provisioner) Reserve(ctx context.Context, hostname, tenant string) (int
 		return 0, netip.Addr{}, problemf(ErrInvalidSpec, "no IPAM is configured to pick a VMID and address for %s: give both", hostname)
 	}
 	v := p.newView()
-	if err := v.refresh(ctx); err != nil {
+	if err := v.look(ctx, look{since: time.Now(), onDemand: p.opts.Inventory.AddressesFromSDN}); err != nil {
 		return 0, netip.Addr{}, apiProblem("read the cluster's guests", err)
 	}
 	l, err := p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: LeaseOwner(tenant, hostname), Guests: v.ipamGuests()})

@@ -22,6 +22,14 @@ type InventoryOptions struct {
 	// into an existing guest, with nothing else about it changing, goes
 	// unseen by a process that read the cluster before (docs/multi-controller.md).
 	MaxAge time.Duration
+	// AddressesFromSDN: IPAM claims every address in PVE's SDN IPAM
+	// (--ipam pve-sdn), where every controller claims its addresses, so a
+	// create leaves the address question to it and reads only the configs
+	// it needs (the template, the guest at its VMID, the guests of its
+	// hostname) instead of every guest's. An address typed by hand into a
+	// guest's netN is then not seen: PVE registers in its IPAM only the
+	// addresses it hands out itself (its DHCP), not a static ip=.
+	AddressesFromSDN bool
 }
 
 // DefaultInventoryMaxAge is InventoryOptions.MaxAge's default.
@@ -81,9 +89,18 @@ type look struct {
 	// others are read in the background and show as unread until then.
 	partial bool
 	need    func(pve.Guest) bool
+	// onDemand reads only the configs need picks, not even in the
+	// background (AddressesFromSDN): the others show as unread.
+	onDemand bool
 }
 
-func (lk look) needs(g pve.Guest) bool { return !lk.partial || (lk.need != nil && lk.need(g)) }
+// needs says whether the look waits for g's config.
+func (lk look) needs(g pve.Guest) bool {
+	if lk.partial || lk.onDemand {
+		return lk.need != nil && lk.need(g)
+	}
+	return true
+}
 
 // listCall is one GET /cluster/resources, done or in flight.
 type listCall struct {
@@ -137,8 +154,14 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 			continue
 		}
 		r := inv.reads[g.VMID]
-		urgent := lk.needs(g) && lk.partial
+		urgent := lk.needs(g) && (lk.partial || lk.onDemand)
 		switch {
+		case lk.onDemand && !lk.needs(g):
+			// not read, not even in the background; an outdated read is
+			// not shown
+			if inv.stale(r, g, lc.started, lk.since, now) {
+				r = nil
+			}
 		case inv.stale(r, g, lc.started, lk.since, now):
 			r = &configRead{listed: g, queued: now, done: make(chan struct{})}
 			inv.reads[g.VMID] = r
@@ -147,13 +170,13 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 			inv.enqueue(r, true)
 		}
 		current[g.VMID] = r
-		if lk.needs(g) {
+		if lk.needs(g) && r != nil {
 			waits = append(waits, r)
 		}
 	}
 	if inv.listing == lc {
 		for vmid, r := range inv.reads {
-			if current[vmid] == nil && r.finished() {
+			if _, listed := current[vmid]; !listed && r.finished() {
 				delete(inv.reads, vmid) // PVE no longer lists it
 			}
 		}
@@ -174,7 +197,7 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 	for vmid, r := range current {
 		g := lc.guestAt(vmid)
 		switch {
-		case !r.finished() || r.err != nil:
+		case r == nil || !r.finished() || r.err != nil:
 			out[vmid] = &viewGuest{Guest: g, unread: true}
 		case r.gone:
 			// removed since the listing

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
@@ -41,7 +42,7 @@ func (r *createRun) reserve(ctx context.Context) error {
 	}
 	// What has been read of the cluster since preflight, at no cost: the
 	// listing preflight took, the configs read meanwhile.
-	if err := r.view.look(ctx, look{partial: true}); err != nil {
+	if err := r.view.look(ctx, r.looking(time.Time{}, true)); err != nil {
 		return apiProblem("read the cluster's guests", err)
 	}
 	lease, err := r.p.opts.Addresses.Reserve(ctx, r.addressRequest())

@@ -212,7 +212,7 @@ func (g *globalOptions) provisioner(api pve.API, spec provisioner.Spec, log logr
 		audit = &provisioner.AuditLog{Path: g.auditLog, Requester: g.requester, TokenID: g.tokenID}
 	}
 	opts := provisioner.Options{TaskTimeout: g.taskTimeout, Audit: audit, Logger: log,
-		Inventory: provisioner.InventoryOptions{MaxAge: g.inventoryMaxAge}}
+		Inventory: provisioner.InventoryOptions{MaxAge: g.inventoryMaxAge, AddressesFromSDN: g.ipam.backend == "pve-sdn"}}
 	alloc, err := g.ipam.allocator(g, api, spec, log)
 	if err != nil {
 		return nil, err
