@@ -128,12 +128,25 @@ type configRead struct {
 	expires time.Time
 }
 
-func (r *configRead) finished() bool {
+func (r *configRead) finished() bool { return closed(r.done) }
+
+// closed says whether done is closed, without waiting.
+func closed(done chan struct{}) bool {
 	select {
-	case <-r.done:
+	case <-done:
 		return true
 	default:
 		return false
+	}
+}
+
+// await waits until done is closed or ctx ends.
+func await(ctx context.Context, done chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -184,10 +197,8 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 	inv.mu.Unlock()
 
 	for _, r := range waits {
-		select {
-		case <-r.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := await(ctx, r.done); err != nil {
+			return nil, err
 		}
 		if r.err != nil {
 			return nil, r.err
@@ -261,10 +272,8 @@ func (inv *guestInventory) list(ctx context.Context, since time.Time) (*listCall
 		}()
 	}
 	inv.mu.Unlock()
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := await(ctx, c.done); err != nil {
+		return nil, err
 	}
 	if c.err != nil {
 		return nil, c.err
@@ -272,14 +281,7 @@ func (inv *guestInventory) list(ctx context.Context, since time.Time) (*listCall
 	return c, nil
 }
 
-func (c *listCall) finished() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
-}
+func (c *listCall) finished() bool { return closed(c.done) }
 
 func (c *listCall) guestAt(vmid int) pve.Guest {
 	for _, g := range c.guests {

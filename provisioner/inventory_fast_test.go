@@ -89,43 +89,39 @@ func TestAnAddressSetByHandOnAnExistingGuest(t *testing.T) {
 		}
 	}
 
-	t.Run("seen once the guest's read expires", func(t *testing.T) {
-		env := newFastEnv(t)
-		addExisting(env.api, 10)
-		p := env.provisioner(provisioner.Options{Inventory: provisioner.InventoryOptions{MaxAge: 30 * time.Millisecond}})
-		if _, err := p.Create(ctx, provisioner.CreateRequest{Spec: autoSpec("first-01")}); err != nil {
-			t.Fatal(err)
-		}
-		handSet(env.api, map[string]string{"net0": byHand})
-		time.Sleep(40 * time.Millisecond)
-		_, err := p.Create(ctx, provisioner.CreateRequest{Spec: named("second-01", "10.1.10.150")})
-		refused(t, err)
-	})
-	t.Run("seen at once when the listing shows the edit", func(t *testing.T) {
-		env := newFastEnv(t)
-		addExisting(env.api, 10)
-		p := env.provisioner(provisioner.Options{})
-		if _, err := p.Create(ctx, provisioner.CreateRequest{Spec: autoSpec("first-01")}); err != nil {
-			t.Fatal(err)
-		}
-		handSet(env.api, map[string]string{"net0": byHand, "memory": "2048"})
-		_, err := p.Create(ctx, provisioner.CreateRequest{Spec: named("second-01", "10.1.10.150")})
-		refused(t, err)
-	})
-	t.Run("unseen within MaxAge otherwise", func(t *testing.T) {
-		env := newFastEnv(t)
-		addExisting(env.api, 10)
-		p := env.provisioner(provisioner.Options{})
-		if _, err := p.Create(ctx, provisioner.CreateRequest{Spec: autoSpec("first-01")}); err != nil {
-			t.Fatal(err)
-		}
-		handSet(env.api, map[string]string{"net0": byHand})
-		if _, err := p.Create(ctx, provisioner.CreateRequest{Spec: named("second-01", "10.1.10.150")}); err != nil {
-			t.Fatalf("err = %v: the window closed before MaxAge; update README and docs/multi-controller.md", err)
-		}
-		// A new process reads every config: the double address is refused.
-		fresh := env.provisioner(provisioner.Options{})
-		_, err := fresh.Create(ctx, provisioner.CreateRequest{Spec: named("third-01", "10.1.10.150")})
-		refused(t, err)
-	})
+	for _, tt := range []struct {
+		name   string
+		maxAge time.Duration
+		edit   map[string]string
+		wait   time.Duration
+		seen   bool
+	}{
+		{name: "seen once the guest's read expires", maxAge: 30 * time.Millisecond, edit: map[string]string{"net0": byHand},
+			wait: 40 * time.Millisecond, seen: true},
+		{name: "seen at once when the listing shows the edit", edit: map[string]string{"net0": byHand, "memory": "2048"}, seen: true},
+		{name: "unseen within MaxAge otherwise", edit: map[string]string{"net0": byHand}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newFastEnv(t)
+			addExisting(env.api, 10)
+			p := env.provisioner(provisioner.Options{Inventory: provisioner.InventoryOptions{MaxAge: tt.maxAge}})
+			if _, err := p.Create(ctx, provisioner.CreateRequest{Spec: autoSpec("first-01")}); err != nil {
+				t.Fatal(err)
+			}
+			handSet(env.api, tt.edit)
+			time.Sleep(tt.wait)
+			_, err := p.Create(ctx, provisioner.CreateRequest{Spec: named("second-01", "10.1.10.150")})
+			if tt.seen {
+				refused(t, err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("err = %v: the window closed before MaxAge; update README and docs/multi-controller.md", err)
+			}
+			// A new process reads every config: the address is refused.
+			fresh := env.provisioner(provisioner.Options{})
+			_, err = fresh.Create(ctx, provisioner.CreateRequest{Spec: named("third-01", "10.1.10.150")})
+			refused(t, err)
+		})
+	}
 }
