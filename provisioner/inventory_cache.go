@@ -114,12 +114,13 @@ type listCall struct {
 // Its results are set before done is closed and never change after.
 type configRead struct {
 	// listed is the guest as the listing showed it when the read was
-	// asked for; queued is when that was: the config read is at least as
-	// new as that.
+	// asked for.
 	listed pve.Guest
-	queued time.Time
-	// urgent and taken are guarded by guestInventory.mu.
+	// urgent, taken and sent are guarded by guestInventory.mu until done
+	// is closed: sent is when a worker took the read, so the config read
+	// is at least as new as that.
 	urgent, taken bool
+	sent          time.Time
 	done          chan struct{}
 
 	vg      *viewGuest // the config as read; nil when gone or failed
@@ -176,7 +177,7 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 				r = nil
 			}
 		case inv.stale(r, g, lc.started, lk.since, now):
-			r = &configRead{listed: g, queued: now, done: make(chan struct{})}
+			r = &configRead{listed: g, done: make(chan struct{})}
 			inv.reads[g.VMID] = r
 			inv.enqueue(r, urgent || inMakingListed(g))
 		case urgent && !r.urgent && !r.taken:
@@ -196,6 +197,7 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 	}
 	inv.mu.Unlock()
 
+	again := false
 	for _, r := range waits {
 		if err := await(ctx, r.done); err != nil {
 			return nil, err
@@ -203,19 +205,28 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 		if r.err != nil {
 			return nil, r.err
 		}
+		// A read that was in flight before since shows only now that its
+		// guest may be in the making: it must be read again.
+		again = again || (r.sent.Before(lk.since) && r.vg != nil && r.vg.inMaking())
+	}
+	if again {
+		return inv.look(ctx, lk)
 	}
 	out := make(map[int]*viewGuest, len(current))
-	for vmid, r := range current {
-		g := lc.guestAt(vmid)
+	for _, g := range lc.guests {
+		r, listed := current[g.VMID]
+		if !listed {
+			continue // not a guest kind the view holds
+		}
 		switch {
 		case r == nil || !r.finished() || r.err != nil:
-			out[vmid] = &viewGuest{Guest: g, unread: true}
+			out[g.VMID] = &viewGuest{Guest: g, unread: true}
 		case r.gone:
 			// removed since the listing
 		default:
 			vg := *r.vg
 			vg.Guest = g
-			out[vmid] = &vg
+			out[g.VMID] = &vg
 		}
 	}
 	return out, nil
@@ -227,16 +238,22 @@ func (inv *guestInventory) stale(r *configRead, g pve.Guest, listed, since, now 
 	if r == nil {
 		return true
 	}
-	old := r.queued.Before(listed) // asked for before this listing saw g
+	if !r.taken {
+		return false // queued: it will be sent after this look began
+	}
+	old := r.sent.Before(listed) // sent before this listing saw g
+	before := r.sent.Before(since)
 	if !r.finished() {
-		return (old && listingChanged(r.listed, g)) || (r.queued.Before(since) && (inMakingListed(g) || inMakingListed(r.listed)))
+		// What its config says is not known yet: a look that waits for
+		// it checks it once done (look's again).
+		return (old && listingChanged(r.listed, g)) || (before && (inMakingListed(g) || inMakingListed(r.listed)))
 	}
 	switch {
 	case r.err != nil, now.After(r.expires):
 		return true
 	case old && (r.gone || listingChanged(r.listed, g)):
 		return true
-	case r.queued.Before(since) && (inMakingListed(g) || inMakingListed(r.listed) || (r.vg != nil && r.vg.inMaking())):
+	case before && (inMakingListed(g) || inMakingListed(r.listed) || (r.vg != nil && r.vg.inMaking())):
 		return true
 	}
 	return false
@@ -283,15 +300,6 @@ func (inv *guestInventory) list(ctx context.Context, since time.Time) (*listCall
 
 func (c *listCall) finished() bool { return closed(c.done) }
 
-func (c *listCall) guestAt(vmid int) pve.Guest {
-	for _, g := range c.guests {
-		if g.VMID == vmid {
-			return g
-		}
-	}
-	return pve.Guest{}
-}
-
 // enqueue queues r for the workers (again, urgently, if it was queued in
 // bulk) and starts a worker if fewer than Parallel run; under mu.
 func (inv *guestInventory) enqueue(r *configRead, urgent bool) {
@@ -317,7 +325,7 @@ func (inv *guestInventory) work() {
 			inv.mu.Unlock()
 			return
 		}
-		r.taken = true
+		r.taken, r.sent = true, time.Now()
 		inv.mu.Unlock()
 		inv.read(r)
 	}

@@ -17,6 +17,10 @@ import (
 type countingAPI struct {
 	*pvetest.Fake
 	delay time.Duration
+	// gate, when set, holds each config read until it lets one through
+	// (or is closed); sent hears each read as it starts.
+	gate chan struct{}
+	sent chan int
 
 	mu                    sync.Mutex
 	listings              int
@@ -49,13 +53,20 @@ func (a *countingAPI) GuestConfig(ctx context.Context, g pve.GuestRef) (pve.Conf
 	a.inFlight++
 	a.maxInFlight = max(a.maxInFlight, a.inFlight)
 	a.mu.Unlock()
+	// PVE reads the config when the request arrives; the answer may come
+	// back later.
+	cfg, err := a.Fake.GuestConfig(ctx, g)
+	if a.sent != nil {
+		a.sent <- g.VMID
+	}
+	if a.gate != nil {
+		<-a.gate
+	}
 	time.Sleep(a.delay)
-	defer func() {
-		a.mu.Lock()
-		a.inFlight--
-		a.mu.Unlock()
-	}()
-	return a.Fake.GuestConfig(ctx, g)
+	a.mu.Lock()
+	a.inFlight--
+	a.mu.Unlock()
+	return cfg, err
 }
 
 func (a *countingAPI) counts() (listings, reads int) {
@@ -173,6 +184,54 @@ func TestInventoryReadsGuestsInTheMakingAgainAfterTheLooksStart(t *testing.T) {
 	// A settled guest is not read again.
 	if api.readsOf(100) != 1 {
 		t.Errorf("%d reads of a settled guest", api.readsOf(100))
+	}
+}
+
+// A read sent before a look's since, still in flight when the look begins,
+// may have missed a write made meanwhile; once it shows its guest in the
+// making, the look reads it again.
+func TestInventoryReadsAgainAReadInFlightBeforeTheLook(t *testing.T) {
+	api := newCountingAPI(0)
+	m := Marker{Version: 1, By: "cloudpods", State: "provisioning", VMID: 9105, Tenant: "t", Hostname: "other", RunID: "r"}
+	api.AddGuest(pvetest.Guest{Kind: pve.LXC, Node: "pve", VMID: 9105, Config: map[string]string{"hostname": "other", "description": m.Description(),
+		"net0": "name=eth0,bridge=vmbr0,ip=10.1.10.91/24"}})
+	api.gate, api.sent = make(chan struct{}), make(chan int, 10)
+	inv := newGuestInventory(api, InventoryOptions{Parallel: 1})
+	first := make(chan error, 1)
+	go func() {
+		_, err := inv.look(context.Background(), look{since: time.Now()})
+		first <- err
+	}()
+	for vmid := range api.sent { // the template's read passes first
+		if vmid == 9105 {
+			break
+		}
+		api.gate <- struct{}{}
+	}
+	// 9105's read is in flight; the pod writes its address now, then a
+	// claim of this process looks.
+	_ = api.UpdateGuestConfig(context.Background(), pve.CT("pve", 9105), pve.ConfigUpdate{Set: map[string]string{"net0": "name=eth0,bridge=vmbr0,ip=10.1.10.92/24"}})
+	time.Sleep(time.Millisecond)
+	claim := make(chan map[int]*viewGuest, 1)
+	go func() {
+		v, err := inv.look(context.Background(), look{since: time.Now()})
+		if err != nil {
+			t.Error(err)
+		}
+		claim <- v
+	}()
+	time.Sleep(10 * time.Millisecond) // the claim's look joins the read in flight
+	close(api.gate)
+	go func() {
+		for range api.sent {
+		}
+	}()
+	v := <-claim
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := api.readsOf(9105); n != 2 || !v[9105].has(netip.MustParseAddr("10.1.10.92")) {
+		t.Errorf("%d reads of the pod in the making; the claim's look shows %v, want 10.1.10.92", n, v[9105].addrs)
 	}
 }
 
