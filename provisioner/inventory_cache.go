@@ -127,6 +127,21 @@ type configRead struct {
 	gone    bool       // PVE no longer had the guest
 	err     error
 	expires time.Time
+	// last is the config the guest's read before this one gave: until
+	// this one is done, a partial look shows it, so a guest read again (it
+	// started, its listing changed) keeps its addresses meanwhile.
+	last *viewGuest
+}
+
+// known is the newest config read of the guest, nil if none.
+func (r *configRead) known() *viewGuest {
+	switch {
+	case r == nil:
+		return nil
+	case r.finished() && r.err == nil && !r.gone:
+		return r.vg
+	}
+	return r.last
 }
 
 func (r *configRead) finished() bool { return closed(r.done) }
@@ -177,7 +192,11 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 				r = nil
 			}
 		case inv.stale(r, g, lc.started, lk.since, now):
-			r = &configRead{listed: g, done: make(chan struct{})}
+			next := &configRead{listed: g, done: make(chan struct{})}
+			if r != nil && !(r.finished() && r.gone) {
+				next.last = r.known()
+			}
+			r = next
 			inv.reads[g.VMID] = r
 			inv.enqueue(r, urgent || inMakingListed(g))
 		case urgent && !r.urgent && !r.taken:
@@ -218,16 +237,17 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 		if !listed {
 			continue // not a guest kind the view holds
 		}
-		switch {
-		case r == nil || !r.finished() || r.err != nil:
-			out[g.VMID] = &viewGuest{Guest: g, unread: true}
-		case r.gone:
-			// removed since the listing
-		default:
-			vg := *r.vg
-			vg.Guest = g
-			out[g.VMID] = &vg
+		if r != nil && r.finished() && r.gone {
+			continue // removed since the listing
 		}
+		known := r.known()
+		if known == nil {
+			out[g.VMID] = &viewGuest{Guest: g, unread: true}
+			continue
+		}
+		vg := *known
+		vg.Guest = g
+		out[g.VMID] = &vg
 	}
 	return out, nil
 }

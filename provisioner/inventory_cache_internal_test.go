@@ -307,3 +307,25 @@ func containsInt(list []int, n int) bool {
 	}
 	return false
 }
+
+// A guest read again (its listing changed: it started) keeps the addresses
+// of its last read in a partial look until the new read is done: a pod
+// that just started must not look free to the next pod's IPAM.
+func TestPartialLookKeepsWhatItKnewWhileAGuestIsReadAgain(t *testing.T) {
+	api := newCountingAPI(3)
+	ctx := context.Background()
+	inv := newGuestInventory(api, InventoryOptions{Parallel: 1})
+	mustLook(t, inv, look{since: time.Now()})
+	if _, err := api.StopGuest(ctx, pve.CT("pve", 101)); err != nil {
+		t.Fatal(err)
+	}
+	api.gate, api.sent = make(chan struct{}), make(chan int, 10)
+	v := mustLook(t, inv, look{since: time.Now(), partial: true, need: func(pve.Guest) bool { return false }})
+	if <-api.sent != 101 {
+		t.Fatal("101's listing changed (stopped) but it is not read again")
+	}
+	if g := v[101]; g.unread || !g.has(netip.MustParseAddr("10.1.20.11")) || g.Status != "stopped" {
+		t.Errorf("while read again, 101 shows %+v with %v; want the listing's status and the last read's addresses", g.Guest, g.addrs)
+	}
+	close(api.gate)
+}
