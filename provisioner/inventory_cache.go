@@ -92,6 +92,8 @@ type look struct {
 	// onDemand reads only the configs need picks, not even in the
 	// background (AddressesFromSDN): the others show as unread.
 	onDemand bool
+	// again: this is the second pass of a look (see look).
+	again bool
 }
 
 // needs says whether the look waits for g's config.
@@ -228,7 +230,9 @@ func (inv *guestInventory) look(ctx context.Context, lk look) (map[int]*viewGues
 		// guest may be in the making: it must be read again.
 		again = again || (r.sent.Before(lk.since) && r.vg != nil && r.vg.inMaking())
 	}
-	if again {
+	if again && !lk.again {
+		// Once more: those guests are read anew (stale), after since.
+		lk.again = true
 		return inv.look(ctx, lk)
 	}
 	out := make(map[int]*viewGuest, len(current))
