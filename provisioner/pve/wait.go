@@ -34,7 +34,7 @@ type WaitOptions struct {
 	// tens of milliseconds.
 	Expect Expectation
 	// MinInterval is the shortest interval between two polls, the one
-	// near an expected end that is well known (default 25 ms).
+	// near an expected end that is well known (default 40 ms).
 	MinInterval time.Duration
 	// BlindInterval is the interval of a wait with nothing to expect while
 	// its task is young, and the longest one near an expected end (default
@@ -105,7 +105,7 @@ func (o TaskObservation) HalfWidth() time.Duration { return (o.FirstStopped - o.
 
 func (o WaitOptions) withDefaults() WaitOptions {
 	if o.MinInterval <= 0 {
-		o.MinInterval = 25 * time.Millisecond
+		o.MinInterval = 40 * time.Millisecond
 	}
 	if o.BlindInterval <= 0 {
 		o.BlindInterval = 100 * time.Millisecond
@@ -210,7 +210,7 @@ func pollDelay(age time.Duration, o WaitOptions) time.Duration {
 	case age <= end:
 		return dense
 	default:
-		return clamp((age-open)/8, dense, o.MaxInterval)
+		return clamp((age-open)/4, dense, o.MaxInterval)
 	}
 }
 

@@ -106,7 +106,7 @@ func TestPollingAroundAnExpectedEnd(t *testing.T) {
 		{2500 * time.Millisecond, 300 * time.Millisecond}, // wake when it opens
 		{2900 * time.Millisecond, 100 * time.Millisecond}, // within it: half the spread
 		{3200 * time.Millisecond, 100 * time.Millisecond},
-		{4 * time.Second, 150 * time.Millisecond}, // past it: intervals grow with how far past
+		{4 * time.Second, 300 * time.Millisecond}, // past it: intervals grow with how far past
 		{20 * time.Second, time.Second},
 	}
 	for _, tt := range tests {
@@ -119,7 +119,7 @@ func TestPollingAroundAnExpectedEnd(t *testing.T) {
 		t.Errorf("a long task's first sleep = %v, want LongestSleep", got)
 	}
 	tight := WaitOptions{Expect: Expectation{Duration: time.Second, Spread: time.Millisecond, Samples: 9}}.withDefaults()
-	if got := pollDelay(990*time.Millisecond, tight); got != 25*time.Millisecond {
+	if got := pollDelay(990*time.Millisecond, tight); got != 40*time.Millisecond {
 		t.Errorf("a spread below MinInterval polls at %v, want MinInterval", got)
 	}
 }
@@ -171,7 +171,7 @@ func TestWaitSchedules(t *testing.T) {
 		// One finished clone in PVE's history: whole seconds, ± 1 s.
 		{"one history sample", 3*time.Second + 400*time.Millisecond, Expectation{Duration: 3 * time.Second, Spread: time.Second, Samples: 1}, 15, 100},
 		// Learnt in this process: a few polls, seen within MinInterval.
-		{"learnt", 3*time.Second + 30*time.Millisecond, Expectation{Duration: 3020 * time.Millisecond, Spread: 30 * time.Millisecond, Samples: 5}, 4, 25},
+		{"learnt", 3*time.Second + 30*time.Millisecond, Expectation{Duration: 3020 * time.Millisecond, Spread: 30 * time.Millisecond, Samples: 5}, 3, 40},
 		// The task takes far longer than expected: polls grow sparse again.
 		{"outlasts the expectation", 60 * time.Second, Expectation{Duration: 3 * time.Second, Spread: 30 * time.Millisecond, Samples: 5}, 120, 1000},
 	}
