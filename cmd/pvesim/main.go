@@ -36,6 +36,10 @@ type options struct {
 	authFailDelay   time.Duration
 	logLevel        string
 	envFile         string
+	guests          string
+	netplan         string
+	guestCache      string
+	mirror          string
 }
 
 func main() {
@@ -77,6 +81,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.termproxyTokens, "termproxy-tokens", "auto", "console with API tokens: auto (9.1 accepts, 8.4 rejects), accept or reject")
 	fs.DurationVar(&o.authFailDelay, "auth-fail-delay", 3*time.Second, "delay of a refused login, as pveproxy's 3 s")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level for stderr: debug, info, warn, error")
+	fs.StringVar(&o.guests, "guests", "emulated", "the inside of containers: emulated (ctshell) or lxc (real unprivileged LXC containers in a network namespace of their own; root only, the first start builds the template with debootstrap)")
+	fs.StringVar(&o.netplan, "netplan", "1.1", "the template's netplan.io line: 1.1 (apply fails in an unprivileged CT, as on an updated Ubuntu 24.04) or 1.0 (apply works); with --guests lxc, 1.1 is Debian trixie's 1.1.2 and 1.0 bookworm's 0.106")
+	fs.StringVar(&o.guestCache, "guest-cache", "", "with --guests lxc: where built template root filesystems are kept (default /var/cache/cloudpods/pvesim)")
+	fs.StringVar(&o.mirror, "mirror", "", "with --guests lxc: the Debian mirror to build the template from (default: the one the host's apt sources name)")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -96,6 +104,10 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		AuthFailDelay:   o.authFailDelay,
 		TermproxyTokens: o.termproxyTokens,
 		StateFile:       o.stateFile,
+		Guests:          o.guests,
+		Netplan:         o.netplan,
+		GuestCache:      o.guestCache,
+		Mirror:          o.mirror,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}
