@@ -908,8 +908,9 @@ func (r *createRun) network(ctx context.Context) error {
 		if have, err := sh.fileSHA256(ctx, netcfg.NetplanPath); err != nil {
 			return err
 		} else if have == sha256Hex(content) {
-			inPlace = true
-			return nil
+			if inPlace, err = netplanInEffect(ctx, sh, r.spec); inPlace || err != nil {
+				return err
+			}
 		}
 		// Replacing the template's cloud-init leftover (rather than adding
 		// a file beside it) is what keeps the template's address from
@@ -917,16 +918,7 @@ func (r *createRun) network(ctx context.Context) error {
 		if err := sh.writeFile(ctx, netcfg.NetplanPath, content, fmt.Sprintf("%o", netcfg.NetplanMode)); err != nil {
 			return err
 		}
-		for _, cmd := range []string{"netplan generate", "netplan apply"} {
-			out, code, err := sh.run(ctx, cmd)
-			if err != nil {
-				return fmt.Errorf("%s: %w", cmd, err)
-			}
-			if code != 0 {
-				return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
-			}
-		}
-		return nil
+		return applyNetplan(ctx, sh, r.spec, r.p.opts.VerifyTimeout)
 	})
 	if err == nil && inPlace {
 		r.skip(StepNetwork, netcfg.NetplanPath+" already as wanted")
@@ -1021,11 +1013,11 @@ func inPodChecks(ctx context.Context, sh *shell, s Spec, services []string) ([]C
 		if !safeUnit.MatchString(svc) {
 			continue
 		}
-		out, code, err = sh.run(ctx, "systemctl is-active "+svc)
+		c, err := serviceCheck(ctx, sh, svc)
 		if err != nil {
 			return checks, err
 		}
-		checks = append(checks, Check{Name: "service " + svc, OK: code == 0, Detail: strings.TrimSpace(out)})
+		checks = append(checks, c)
 	}
 	return checks, nil
 }

@@ -59,7 +59,7 @@ func (p *Provisioner) Plan(ctx context.Context, req CreateRequest) ([]PlannedCal
 	add("POST", ct+"/status/start", nil, "")
 	add("GET", fmt.Sprintf("/nodes/%s/tasks/{upid}/status", s.Node), nil, "poll until the start task stops")
 	add("POST", ct+"/termproxy", nil, "console ticket")
-	add("GET", ct+"/vncwebsocket", map[string]string{"port": "{port}", "vncticket": "{ticket}"}, "write "+netcfg.NetplanPath+" (0600, base64), netplan generate, netplan apply")
+	add("GET", ct+"/vncwebsocket", map[string]string{"port": "{port}", "vncticket": "{ticket}"}, "write "+netcfg.NetplanPath+" (0600, base64), netplan generate, networkctl reload, networkctl reconfigure eth0, read eth0 back")
 	add("GET", ct+"/interfaces", nil, "until eth0 shows "+s.Address().String())
 	add("POST", ct+"/termproxy", nil, "in-pod checks: route, gateway ping, resolver, services")
 	add("PUT", ct+"/config", map[string]string{"description": "(marker: ready)", "delete": "cmode"}, "")
