@@ -24,7 +24,7 @@ test:
 # destroy, --count 10, kill -9 mid-create, and a netplan 1.0 template.
 e2e: build
 	CLOUDPODS_BIN=$(abspath $(BIN)) $(GO) test -tags realguests -p 1 -count=1 -timeout 80m -v \
-		-run 'TestGuestDifferential|TestSeedExamples|TestCount10|TestKillMidCreate|TestNetplan10' ./provisioner/ ./e2e/
+		-run 'TestGuestDifferential|TestSeedExamples|TestCount10|TestKillMidCreate|TestNetplan10|TestCrashCleanup' ./provisioner/ ./e2e/
 
 # Provision CT 9101 against the simulator on loopback, with visible progress.
 demo: build

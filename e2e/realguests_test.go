@@ -28,10 +28,12 @@ import (
 type env struct {
 	t       *testing.T
 	bin     string
+	work    string
 	dataDir string
 	vars    []string // PVE_* and the CLI's state files
 	url     string
 	auth    string
+	sim     *exec.Cmd
 }
 
 // inotifyInstances: every container's systemd takes inotify instances,
@@ -72,6 +74,20 @@ func raiseSysctl(path string, want int) func() {
 // root filesystem: minutes) and waits for its env file.
 func startSim(t *testing.T, extra ...string) *env {
 	t.Helper()
+	// Under /var/tmp: the containers' unprivileged root must reach their
+	// root volumes, which t.TempDir's 0700 directories would refuse.
+	work, err := os.MkdirTemp("/var/tmp", "cloudpods-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chmod(work, 0o755)
+	t.Cleanup(func() { _ = os.RemoveAll(work) })
+	return startSimIn(t, work, extra...)
+}
+
+// startSimIn starts pvesim with its data directory in work.
+func startSimIn(t *testing.T, work string, extra ...string) *env {
+	t.Helper()
 	bin := os.Getenv("CLOUDPODS_BIN")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "bin")
@@ -82,16 +98,9 @@ func startSim(t *testing.T, extra ...string) *env {
 			}
 		}
 	}
-	// Under /var/tmp: the containers' unprivileged root must reach their
-	// root volumes, which t.TempDir's 0700 directories would refuse.
-	work, err := os.MkdirTemp("/var/tmp", "cloudpods-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(work, 0o755)
-	t.Cleanup(func() { _ = os.RemoveAll(work) })
-	e := &env{t: t, bin: bin, dataDir: filepath.Join(work, "data")}
+	e := &env{t: t, bin: bin, work: work, dataDir: filepath.Join(work, "data")}
 	envFile := filepath.Join(work, "pve.env")
+	_ = os.Remove(envFile)
 	logf, err := os.Create(filepath.Join(work, "pvesim.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +112,13 @@ func startSim(t *testing.T, extra ...string) *env {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.sim = cmd
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
+		if cmd.ProcessState != nil {
+			return // killed by the test
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -324,6 +337,12 @@ func TestSeedExamples(t *testing.T) {
 	e.checkPod(9201, "10.1.10.101/24")
 	e.healthyInside(9201)
 	e.must("destroy", "9201", "--force", "--yes")
+
+	// A linked clone is an overlay snapshot of the template.
+	e.must("create", "9401", "migra-linked-01", "141", "--linked")
+	e.checkPod(9401, "10.1.10.141/24")
+	e.healthyInside(9401)
+	e.must("destroy", "9401", "--force", "--yes")
 }
 
 // TestCount10 creates ten pods in one run and checks every one inside.
@@ -390,4 +409,29 @@ func TestNetplan10(t *testing.T) {
 	e.healthyInside(9101)
 	e.restart(9101)
 	e.checkPod(9101, "10.1.10.91/24")
+}
+
+// TestCrashCleanup kills pvesim with SIGKILL while a pod runs, and checks
+// that the next start on the same data directory removes what was left
+// (the container and its overlay) and works: its namespace, of the same
+// name, is made anew.
+func TestCrashCleanup(t *testing.T) {
+	e := startSim(t)
+	e.must("create", "9101", "migra-client-01", "91", "--linked")
+	_ = e.sim.Process.Kill()
+	_ = e.sim.Wait()
+	lxcPath := filepath.Join(e.dataDir, "lxc")
+	if out, _ := exec.Command("lxc-info", "-P", lxcPath, "-n", "9101", "-s").CombinedOutput(); !strings.Contains(string(out), "RUNNING") {
+		t.Fatalf("after SIGKILL the container should still run (nothing cleaned it up yet): %s", out)
+	}
+	e2 := startSimIn(t, e.work)
+	if out, _ := exec.Command("lxc-ls", "-P", lxcPath).CombinedOutput(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("containers of the killed simulator are left: %s", out)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), "subvol-9101-disk-0") {
+		t.Error("the killed simulator's overlay is still mounted")
+	}
+	// The new simulator works: the same pod can be made again.
+	e2.must("create", "9101", "migra-client-01", "91", "--linked")
+	e2.checkPod(9101, "10.1.10.91/24")
 }
