@@ -34,6 +34,15 @@ type env struct {
 	url     string
 	auth    string
 	sim     *exec.Cmd
+	// exited is closed when pvesim has exited, with waitErr set.
+	exited  chan struct{}
+	waitErr error
+}
+
+// kill ends pvesim with SIGKILL, as a crash would, and waits for it.
+func (e *env) kill() {
+	_ = e.sim.Process.Kill()
+	<-e.exited
 }
 
 // inotifyInstances: every container's systemd takes inotify instances,
@@ -112,19 +121,24 @@ func startSimIn(t *testing.T, work string, extra ...string) *env {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	e.sim = cmd
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	e.sim, e.exited = cmd, make(chan struct{})
+	go func() {
+		e.waitErr = cmd.Wait()
+		close(e.exited)
+	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState != nil {
-			return // killed by the test
+		select {
+		case <-e.exited:
+			logf.Close()
+			return // it exited or was killed by the test
+		default:
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-e.exited:
 		case <-time.After(2 * time.Minute):
 			_ = cmd.Process.Kill()
-			<-exited
+			<-e.exited
 		}
 		logf.Close()
 		if t.Failed() {
@@ -158,9 +172,9 @@ func startSimIn(t *testing.T, work string, extra ...string) *env {
 			break
 		}
 		select {
-		case err := <-exited:
+		case <-e.exited:
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("pvesim exited: %v\n%s", err, tail(string(b), 4000))
+			t.Fatalf("pvesim exited: %v\n%s", e.waitErr, tail(string(b), 4000))
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Since(start) > 20*time.Minute {
@@ -422,8 +436,7 @@ func TestNetplan10(t *testing.T) {
 func TestCrashCleanup(t *testing.T) {
 	e := startSim(t)
 	e.must("create", "9101", "migra-client-01", "91", "--linked")
-	_ = e.sim.Process.Kill()
-	_ = e.sim.Wait()
+	e.kill()
 	lxcPath := filepath.Join(e.dataDir, "lxc")
 	if out, _ := exec.Command("lxc-info", "-P", lxcPath, "-n", "9101", "-s").CombinedOutput(); !strings.Contains(string(out), "RUNNING") {
 		t.Fatalf("after SIGKILL the container should still run (nothing cleaned it up yet): %s", out)
