@@ -10,6 +10,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/cloudpod ./cmd/cloudpod
+	ln -f $(BIN)/cloudpod $(BIN)/cloudpod-create  # the sudo entry point: the same program under its own name
 	$(GO) build -o $(BIN)/pvesim ./cmd/pvesim
 
 # The test suite: offline, against the simulator and recorded fixtures.

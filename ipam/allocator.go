@@ -23,6 +23,7 @@ const (
 	noteReleased   = "released"
 	noteMissing    = "no guest in PVE"
 	noteFoundOnPVE = "found on PVE guest"
+	noteAdopted    = "adopted from PVE"
 )
 
 // Claimer is an authority outside the registry that must agree before an
@@ -112,6 +113,9 @@ type Request struct {
 	VMID int
 	// MAC is passed to the claimer (PVE's SDN IPAM records it); optional.
 	MAC string
+	// Guests are PVE's guests as the caller has just read them (a create's
+	// preflight did); nil means ask the Inventory.
+	Guests []Guest
 }
 
 func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
@@ -121,40 +125,39 @@ func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
 // ErrOutOfRange, ErrAddressInUse or ErrVMIDInUse. If the owner and hostname
 // already hold a lease it is returned (a reservation's expiry is renewed);
 // if their reservation expired, its address and VMID are preferred.
+//
+// PVE decides what is in use: a guest's VMID and configured addresses, and
+// the reservations of creates in flight. An assigned lease whose guest PVE
+// no longer has blocks nothing (ip sync reports it); the requester's own
+// guest (its marker names req.Owner, at req.VMID) blocks nothing either, so
+// a pod PVE has gets its lease back from an empty registry.
 func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
-	guests, err := a.guestsFor(ctx, req)
+	if err := a.checkRange(req); err != nil {
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	guests, err := a.guests(ctx, req)
 	if err != nil {
-		return Lease{}, err
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
 	}
 	var lease Lease
 	var claimed netip.Addr
 	err = a.store.Update(ctx, func(reg *Registry) error {
 		now := a.now()
 		a.expire(ctx, reg, now)
-		if i := a.findKey(reg, req, now); i >= 0 {
-			return a.reuse(&reg.Leases[i], req, now, &lease)
-		}
-		used, err := a.occupancy(ctx, reg, guests, now)
+		l, i, err := a.choose(ctx, reg, req, guests, now, true)
 		if err != nil {
 			return err
 		}
-		prev := a.previous(reg, req)
-		vmid, err := a.pickVMID(req, used, prev)
-		if err != nil {
-			return err
+		if i >= 0 {
+			a.renew(&reg.Leases[i], now)
+			lease = reg.Leases[i]
+			return nil
 		}
-		ip, err := a.pickIP(ctx, req, used, prev)
-		if err != nil {
-			return err
-		}
-		claimed = ip
-		lease = Lease{
-			Pool: a.pool.Name, IP: ip, VMID: vmid,
-			Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, MAC: req.MAC,
-			State: StateReserved, Source: SourceCloudpod,
-			ReservedAt: now, UpdatedAt: now, ExpiresAt: now.Add(a.ttl),
-		}
-		reg.Leases = append(dropSuperseded(reg.Leases, ip, vmid), lease)
+		claimed = l.IP
+		l.State, l.Source = StateReserved, SourceCloudpod
+		l.ReservedAt, l.UpdatedAt, l.ExpiresAt = now, now, now.Add(a.ttl)
+		lease = l
+		reg.Leases = append(dropSuperseded(reg.Leases, l.IP, l.VMID), l)
 		return nil
 	})
 	if err != nil {
@@ -165,34 +168,70 @@ func (a *Allocator) Reserve(ctx context.Context, req Request) (Lease, error) {
 	return lease, nil
 }
 
-// guestsFor refuses an explicit address or VMID outside what the pool hands
-// out, then reads PVE's guests, for Reserve and Peek.
-func (a *Allocator) guestsFor(ctx context.Context, req Request) ([]Guest, error) {
-	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
-		return nil, fmt.Errorf("reserve %s: address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
-			req.Hostname, req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+// choose is what Reserve hands out for req at now: the index of the lease
+// of req's owner and hostname that answers it, or a new lease (index -1)
+// with the address and VMID picked, claimed when claim is set (Reserve)
+// and only looked at when not (Peek).
+func (a *Allocator) choose(ctx context.Context, reg *Registry, req Request, guests []Guest, now time.Time, claim bool) (Lease, int, error) {
+	if i, ok := a.findKey(reg, req, now); i >= 0 {
+		if !ok {
+			l := reg.Leases[i]
+			return Lease{}, -1, fmt.Errorf("owner %q hostname %q already hold %s vmid %d for a create in flight: %w", l.Owner, l.Hostname, l.IP, l.VMID, ErrLeaseConflict)
+		}
+		return reg.Leases[i], i, nil
 	}
-	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
-		return nil, fmt.Errorf("reserve %s: vmid %d is outside %s: %w", req.Hostname, req.VMID, a.vmids, ErrOutOfRange)
-	}
-	guests, err := a.inv.Used(ctx)
+	used, err := a.occupancy(ctx, reg, guests, now, req)
 	if err != nil {
-		return nil, fmt.Errorf("reserve %s: list PVE guests: %w", req.Hostname, err)
+		return Lease{}, -1, err
 	}
-	return guests, nil
+	prev := a.previous(reg, req, now)
+	vmid, err := a.pickVMID(req, used, prev)
+	if err != nil {
+		return Lease{}, -1, err
+	}
+	var ip netip.Addr
+	if claim {
+		ip, err = a.pickIP(ctx, req, used, prev)
+	} else {
+		ip, err = a.freeIP(req, used, prev)
+	}
+	if err != nil {
+		return Lease{}, -1, err
+	}
+	return Lease{Pool: a.pool.Name, IP: ip, VMID: vmid, Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, MAC: req.MAC}, -1, nil
 }
 
-// reuse returns the caller's existing active lease, renewing a reservation.
-func (a *Allocator) reuse(l *Lease, req Request, now time.Time, out *Lease) error {
-	if (req.IP.IsValid() && req.IP != l.IP) || (req.VMID != 0 && req.VMID != l.VMID) {
-		return fmt.Errorf("owner %q hostname %q already hold %s vmid %d: %w", l.Owner, l.Hostname, l.IP, l.VMID, ErrLeaseConflict)
-	}
+// renew extends a reservation handed out again.
+func (a *Allocator) renew(l *Lease, now time.Time) {
 	if l.State == StateReserved {
 		l.ExpiresAt = now.Add(a.ttl)
 		l.UpdatedAt = now
 	}
-	*out = *l
+}
+
+// checkRange refuses an explicit address or VMID outside what the pool
+// hands out.
+func (a *Allocator) checkRange(req Request) error {
+	if req.IP.IsValid() && !a.pool.Allocatable(req.IP) {
+		return fmt.Errorf("address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
+			req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
+	}
+	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
+		return fmt.Errorf("vmid %d is outside %s: %w", req.VMID, a.vmids, ErrOutOfRange)
+	}
 	return nil
+}
+
+// guests are PVE's guests: the request's own view, or the Inventory's.
+func (a *Allocator) guests(ctx context.Context, req Request) ([]Guest, error) {
+	if req.Guests != nil {
+		return req.Guests, nil
+	}
+	guests, err := a.inv.Used(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list PVE guests: %w", err)
+	}
+	return guests, nil
 }
 
 // Assign marks the lease's pod as created; the lease stops expiring. A
@@ -224,6 +263,64 @@ func (a *Allocator) Assign(ctx context.Context, lease Lease) (Lease, error) {
 		return Lease{}, fmt.Errorf("assign in pool %s: %w", a.pool.Name, err)
 	}
 	a.log.WithFields(logrus.Fields{"ip": out.IP, "vmid": out.VMID, "hostname": out.Hostname}).Info("ipam: assigned")
+	return out, nil
+}
+
+// Adopt records that PVE's guest req.VMID, configured with req.IP, is the
+// pod of req's owner and hostname: the registry follows PVE. The lease is
+// assigned at once; any other lease naming that address or VMID, and any
+// reservation of the same owner and hostname (an abandoned attempt), is
+// released (its note says which guest PVE shows holding them), whatever
+// the registry held (nothing, a released lease, one recorded from PVE
+// without an owner, a lease of another owner). Adopting what the registry
+// already says changes nothing. An address outside the pool is refused
+// with ErrOutOfRange: the pool does not record it.
+func (a *Allocator) Adopt(ctx context.Context, req Request) (Lease, error) {
+	if !req.IP.IsValid() || req.VMID == 0 {
+		return Lease{}, fmt.Errorf("adopt %s in pool %s: an address and a VMID are needed", req.Hostname, a.pool.Name)
+	}
+	if !a.pool.Allocatable(req.IP) {
+		return Lease{}, fmt.Errorf("adopt %s in pool %s: address %s is not allocatable (range %s-%s): %w", req.Hostname, a.pool.Name, req.IP, a.pool.First, a.pool.Last, ErrOutOfRange)
+	}
+	var out Lease
+	err := a.store.Update(ctx, func(reg *Registry) error {
+		now := a.now()
+		keep := -1
+		for i := range reg.Leases {
+			l := &reg.Leases[i]
+			sameKey := req.keyed() && l.Owner == req.Owner && l.Hostname == req.Hostname && l.State == StateReserved
+			if l.Pool != a.pool.Name || (l.IP != req.IP && l.VMID != req.VMID && !sameKey) || l.State == StateReleased {
+				continue
+			}
+			if keep < 0 && l.IP == req.IP && l.VMID == req.VMID && l.Owner == req.Owner && l.Hostname == req.Hostname {
+				keep = i
+				continue
+			}
+			l.State, l.UpdatedAt, l.ExpiresAt = StateReleased, now, time.Time{}
+			l.Note = fmt.Sprintf("superseded: PVE guest %d with %s is %s's", req.VMID, req.IP, req.Hostname)
+		}
+		if keep < 0 {
+			if a.claimer != nil {
+				if err := a.claimer.Claim(ctx, req.IP, req.MAC); err != nil && !errors.Is(err, ErrAddressInUse) {
+					return err
+				}
+			}
+			out = Lease{Pool: a.pool.Name, IP: req.IP, VMID: req.VMID, Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, MAC: req.MAC,
+				State: StateAssigned, Source: SourceCloudpod, Note: noteAdopted, ReservedAt: now, UpdatedAt: now}
+			reg.Leases = append(dropSuperseded(reg.Leases, req.IP, req.VMID), out)
+			return nil
+		}
+		l := &reg.Leases[keep]
+		if l.State != StateAssigned {
+			l.State, l.Note, l.ExpiresAt, l.UpdatedAt = StateAssigned, "", time.Time{}, now
+		}
+		out = *l
+		return nil
+	})
+	if err != nil {
+		return Lease{}, fmt.Errorf("adopt %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	a.log.WithFields(logrus.Fields{"ip": out.IP, "vmid": out.VMID, "hostname": out.Hostname, "owner": out.Owner}).Info("ipam: adopted")
 	return out, nil
 }
 
@@ -298,28 +395,11 @@ func (a *Allocator) Release(ctx context.Context, ref Ref) ([]Lease, error) {
 // Next returns the address and VMID Reserve would hand out now, without
 // reserving them. Another caller may take them before you do.
 func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
-	guests, err := a.inv.Used(ctx)
-	if err != nil {
-		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: list PVE guests: %w", a.pool.Name, err)
-	}
-	reg, err := a.store.Load(ctx)
-	if err != nil {
-		return netip.Addr{}, 0, err
-	}
-	used, err := a.occupancy(ctx, reg, guests, a.now())
+	l, err := a.peek(ctx, Request{})
 	if err != nil {
 		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, err)
 	}
-	vmid, err := a.pickVMID(Request{}, used, nil)
-	if err != nil {
-		return netip.Addr{}, 0, fmt.Errorf("next in pool %s: %w", a.pool.Name, err)
-	}
-	for ip := range a.pool.addrs {
-		if _, taken := used.addrs[ip]; !taken {
-			return ip, vmid, nil
-		}
-	}
-	return netip.Addr{}, 0, fmt.Errorf("next in pool %s: no free address in %s-%s: %w", a.pool.Name, a.pool.First, a.pool.Last, ErrPoolExhausted)
+	return l.IP, l.VMID, nil
 }
 
 // Peek returns the lease Reserve would hand out for req now, without
@@ -328,7 +408,18 @@ func (a *Allocator) Next(ctx context.Context) (netip.Addr, int, error) {
 // Reserve would pick, with the same refusals. A dry run tells from it what
 // a create would get; another caller may take it first.
 func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
-	guests, err := a.guestsFor(ctx, req)
+	l, err := a.peek(ctx, req)
+	if err != nil {
+		return Lease{}, fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err)
+	}
+	return l, nil
+}
+
+func (a *Allocator) peek(ctx context.Context, req Request) (Lease, error) {
+	if err := a.checkRange(req); err != nil {
+		return Lease{}, err
+	}
+	guests, err := a.guests(ctx, req)
 	if err != nil {
 		return Lease{}, err
 	}
@@ -336,58 +427,44 @@ func (a *Allocator) Peek(ctx context.Context, req Request) (Lease, error) {
 	if err != nil {
 		return Lease{}, err
 	}
-	now := a.now()
-	wrap := func(err error) error { return fmt.Errorf("reserve %s in pool %s: %w", req.Hostname, a.pool.Name, err) }
-	if i := a.findKey(reg, req, now); i >= 0 {
-		var l Lease
-		if err := a.reuse(&reg.Leases[i], req, now, &l); err != nil {
-			return Lease{}, wrap(err)
-		}
-		return l, nil
-	}
-	used, err := a.occupancy(ctx, reg, guests, now)
+	l, _, err := a.choose(ctx, reg, req, guests, a.now(), false)
 	if err != nil {
-		return Lease{}, wrap(err)
+		return Lease{}, err
 	}
-	// Reserve releases expired reservations before it looks for the
-	// owner's previous lease: an expired one counts here too.
-	var prev *Lease
-	for i, l := range reg.Leases {
-		if l.Pool == a.pool.Name && req.keyed() && l.Owner == req.Owner && l.Hostname == req.Hostname &&
-			(l.State == StateReleased || l.Expired(now)) && (prev == nil || prev.UpdatedAt.Before(l.UpdatedAt)) {
-			prev = &reg.Leases[i]
-		}
+	if l.State == "" {
+		l.State, l.Source = StateReserved, SourceCloudpod
 	}
-	vmid, err := a.pickVMID(req, used, prev)
-	if err != nil {
-		return Lease{}, wrap(err)
-	}
-	ip := req.IP
-	if ip.IsValid() {
-		if holder, taken := used.addrs[ip]; taken {
-			return Lease{}, wrap(&InUseError{What: "address " + ip.String(), Holder: holder})
-		}
-	} else if ip = a.freeIP(used, prev); !ip.IsValid() {
-		return Lease{}, wrap(fmt.Errorf("no free address in %s-%s: %w", a.pool.First, a.pool.Last, ErrPoolExhausted))
-	}
-	return Lease{Pool: a.pool.Name, IP: ip, VMID: vmid, Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner,
-		State: StateReserved, Source: SourceCloudpod}, nil
+	return l, nil
 }
 
-// freeIP is the address Reserve tries first: prev's when it is free, else
-// the lowest free one; zero when none is.
-func (a *Allocator) freeIP(used inUse, prev *Lease) netip.Addr {
-	if prev != nil && a.pool.Allocatable(prev.IP) {
-		if _, taken := used.addrs[prev.IP]; !taken {
-			return prev.IP
+// freeIP is the address Reserve would take, without claiming it: the
+// explicit one if free, else prev's when free, else the lowest free one.
+func (a *Allocator) freeIP(req Request, used inUse, prev *Lease) (netip.Addr, error) {
+	if req.IP.IsValid() {
+		if holder, taken := used.addrs[req.IP]; taken {
+			return netip.Addr{}, &InUseError{What: "address " + req.IP.String(), Holder: holder}
 		}
+		return req.IP, nil
+	}
+	for _, ip := range a.candidates(prev) {
+		if _, taken := used.addrs[ip]; !taken {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no free address in %s-%s: %w", a.pool.First, a.pool.Last, ErrPoolExhausted)
+}
+
+// candidates are the addresses in the order Reserve tries them: prev's
+// first (a re-run gets its address back), then the pool's in order.
+func (a *Allocator) candidates(prev *Lease) []netip.Addr {
+	var out []netip.Addr
+	if prev != nil && a.pool.Allocatable(prev.IP) {
+		out = append(out, prev.IP)
 	}
 	for ip := range a.pool.addrs {
-		if _, taken := used.addrs[ip]; !taken {
-			return ip
-		}
+		out = append(out, ip)
 	}
-	return netip.Addr{}
+	return out
 }
 
 // List returns every lease in the registry, all pools, ordered by address.
@@ -423,28 +500,40 @@ func (a *Allocator) expire(ctx context.Context, reg *Registry, now time.Time) []
 	return expired
 }
 
-// findKey finds the active lease of the request's owner and hostname.
-func (a *Allocator) findKey(reg *Registry, req Request, now time.Time) int {
+// findKey finds the active lease of the request's owner and hostname:
+// the one whose numbers the request names (ok), or else one still reserved
+// with other numbers (not ok: a create of the same key in flight). An
+// assigned lease with other numbers is another pod of that name, or one
+// PVE no longer has; it does not answer the request.
+func (a *Allocator) findKey(reg *Registry, req Request, now time.Time) (int, bool) {
 	if !req.keyed() {
-		return -1
+		return -1, false
 	}
+	other := -1
 	for i, l := range reg.Leases {
-		if l.Pool == a.pool.Name && l.Owner == req.Owner && l.Hostname == req.Hostname && l.Active(now) {
-			return i
+		if l.Pool != a.pool.Name || l.Owner != req.Owner || l.Hostname != req.Hostname || !l.Active(now) {
+			continue
+		}
+		if (!req.IP.IsValid() || req.IP == l.IP) && (req.VMID == 0 || req.VMID == l.VMID) {
+			return i, true
+		}
+		if l.State == StateReserved {
+			other = i
 		}
 	}
-	return -1
+	return other, false
 }
 
-// previous is the most recent released lease of the request's owner and
-// hostname: after a crash the re-run gets the same address back if free.
-func (a *Allocator) previous(reg *Registry, req Request) *Lease {
+// previous is the most recent released (or expired) lease of the
+// request's owner and hostname: after a crash the re-run gets the same
+// address back if free.
+func (a *Allocator) previous(reg *Registry, req Request, now time.Time) *Lease {
 	if !req.keyed() {
 		return nil
 	}
 	var prev *Lease
 	for i, l := range reg.Leases {
-		if l.Pool == a.pool.Name && l.Owner == req.Owner && l.Hostname == req.Hostname && l.State == StateReleased &&
+		if l.Pool == a.pool.Name && l.Owner == req.Owner && l.Hostname == req.Hostname && (l.State == StateReleased || l.Expired(now)) &&
 			(prev == nil || prev.UpdatedAt.Before(l.UpdatedAt)) {
 			prev = &reg.Leases[i]
 		}
@@ -468,14 +557,20 @@ func (a *Allocator) findLease(reg *Registry, lease Lease) int {
 	return found
 }
 
-// occupancy is everything not free at now: active leases of every pool
-// (VMIDs are cluster-wide, and pools may overlap), PVE's guests, and the
-// claimer's addresses.
-func (a *Allocator) occupancy(ctx context.Context, reg *Registry, guests []Guest, now time.Time) (inUse, error) {
+// occupancy is everything not free for req at now: PVE's guests (their
+// VMIDs and configured addresses) but req's own, the reservations in
+// flight of every pool (VMIDs are cluster-wide, and pools may overlap),
+// and the claimer's addresses. An assigned lease adds nothing: its pod is
+// among PVE's guests, or gone.
+func (a *Allocator) occupancy(ctx context.Context, reg *Registry, guests []Guest, now time.Time, req Request) (inUse, error) {
 	used := newInUse()
-	used.addGuests(guests)
+	for _, g := range guests {
+		if !g.isOwn(req) {
+			used.addGuest(g)
+		}
+	}
 	for _, l := range reg.Leases {
-		if !l.Active(now) {
+		if l.State != StateReserved || !l.Active(now) {
 			continue
 		}
 		desc := describeLease(l)
@@ -550,14 +645,7 @@ func (a *Allocator) pickIP(ctx context.Context, req Request, used inUse, prev *L
 		}
 		return req.IP, a.claim(ctx, req.IP, req.MAC)
 	}
-	var candidates []netip.Addr
-	if prev != nil && a.pool.Allocatable(prev.IP) {
-		candidates = append(candidates, prev.IP)
-	}
-	for ip := range a.pool.addrs {
-		candidates = append(candidates, ip)
-	}
-	for _, ip := range candidates {
+	for _, ip := range a.candidates(prev) {
 		if _, taken := used.addrs[ip]; taken {
 			continue
 		}

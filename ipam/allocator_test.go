@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,8 @@ func TestReservationExpiry(t *testing.T) {
 	if _, err := env.alloc.Assign(ctx, kept); err != nil {
 		t.Fatalf("Assign: %v", err)
 	}
+	// The assigned pod exists in PVE; the crashed one never got cloned.
+	env.inv.set(Guest{VMID: kept.VMID, Name: "web2", Addrs: []netip.Addr{kept.IP}})
 
 	env.clock.Advance(5*time.Minute - time.Second)
 	ip, _, err := env.alloc.Next(ctx)
@@ -418,5 +421,93 @@ func TestConcurrentReserveInOneProcess(t *testing.T) {
 	leases, err := shared.List(ctx)
 	if err != nil || len(leases) != workers*each {
 		t.Fatalf("registry holds %d leases, %v; want %d", len(leases), err, workers*each)
+	}
+}
+
+// TestStaleLeasesNeverBlock: PVE decides what is in use. An assigned lease
+// whose guest PVE no longer has, an expired reservation and a released
+// lease block nothing; a reservation in flight does; the requester's own
+// pod (its marker names the owner) is no obstacle to its own lease.
+func TestStaleLeasesNeverBlock(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, DefaultPool(), DefaultVMIDs())
+	gone := env.reserve(t, Request{Hostname: "gone", Owner: "o-gone", IP: addr("10.1.10.91"), VMID: 9101})
+	if _, err := env.alloc.Assign(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	expired := env.reserve(t, Request{Hostname: "crashed", Owner: "o-crashed", IP: addr("10.1.10.92"), VMID: 9102})
+	env.clock.Advance(DefaultReservationTTL)
+	inflight := env.reserve(t, Request{Hostname: "inflight", Owner: "o-inflight", IP: addr("10.1.10.93"), VMID: 9103})
+	mine := Guest{VMID: 9104, Type: "lxc", Name: "web", Addrs: []netip.Addr{addr("10.1.10.94")}, Owner: "o-web"}
+	env.inv.set(mine)
+
+	for _, req := range []Request{
+		{Hostname: "new1", Owner: "n1", IP: gone.IP, VMID: gone.VMID},
+		{Hostname: "new2", Owner: "n2", IP: expired.IP, VMID: expired.VMID},
+		{Hostname: "web", Owner: "o-web", IP: addr("10.1.10.94"), VMID: 9104},
+	} {
+		if _, err := env.alloc.Reserve(ctx, req); err != nil {
+			t.Errorf("Reserve %s/%d for %s: %v", req.IP, req.VMID, req.Hostname, err)
+		}
+	}
+	if _, err := env.alloc.Reserve(ctx, Request{Hostname: "new3", Owner: "n3", IP: inflight.IP}); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("a reservation in flight did not block: %v", err)
+	}
+	if _, err := env.alloc.Reserve(ctx, Request{Hostname: "new4", Owner: "n4", IP: addr("10.1.10.94")}); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("another owner got the pod's address: %v", err)
+	}
+	if _, err := env.alloc.Reserve(ctx, Request{Hostname: "web-b", Owner: "o-web", IP: addr("10.1.10.94"), VMID: 9105}); !errors.Is(err, ErrAddressInUse) {
+		t.Errorf("the owner got its pod's address for another VMID: %v", err)
+	}
+}
+
+// TestAdoptFollowsPVE: adopting a pod PVE has records its lease assigned
+// whatever the registry held, releases what contradicted it, and adopting
+// again writes nothing.
+func TestAdoptFollowsPVE(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, DefaultPool(), DefaultVMIDs())
+	req := Request{Hostname: "migra-highmem-01", Owner: "cloudpods//migra-highmem-01", IP: addr("10.1.10.101"), VMID: 9201}
+	// What a refused run and a sync used to leave: the pod's lease
+	// released, then recorded again without an owner.
+	if err := env.store.Update(ctx, func(reg *Registry) error {
+		reg.Leases = append(reg.Leases,
+			Lease{Pool: "default", IP: req.IP, VMID: 9201, Hostname: req.Hostname, State: StateAssigned, Source: SourcePVE},
+			Lease{Pool: "default", IP: addr("10.1.10.102"), VMID: 9201, Hostname: "other", Owner: "x", State: StateReserved, Source: SourceCloudpod,
+				ExpiresAt: env.clock.Now().Add(time.Hour)},
+			// An abandoned attempt of the same command, with other numbers.
+			Lease{Pool: "default", IP: addr("10.1.10.103"), VMID: 9203, Hostname: req.Hostname, Owner: req.Owner, State: StateReserved, Source: SourceCloudpod,
+				ExpiresAt: env.clock.Now().Add(time.Hour)})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := env.alloc.Adopt(ctx, req)
+	if err != nil || l.State != StateAssigned || l.Owner != req.Owner || l.IP != req.IP || l.VMID != 9201 {
+		t.Fatalf("Adopt = %+v, %v", l, err)
+	}
+	leases, _ := env.alloc.List(ctx)
+	active := 0
+	for _, x := range leases {
+		if x.Active(env.clock.Now()) {
+			active++
+			if x.Owner != req.Owner || x.VMID != 9201 {
+				t.Errorf("lease %+v is still active beside the adopted one", x)
+			}
+		}
+	}
+	if active != 1 {
+		t.Errorf("%d active leases, want 1: %+v", active, leases)
+	}
+	before, _ := os.ReadFile(env.store.Path())
+	env.clock.Advance(time.Hour)
+	if again, err := env.alloc.Adopt(ctx, req); err != nil || again != l {
+		t.Fatalf("second Adopt = %+v, %v; want %+v", again, err, l)
+	}
+	if after, _ := os.ReadFile(env.store.Path()); string(after) != string(before) {
+		t.Error("adopting what the registry says rewrote it")
+	}
+	if _, err := env.alloc.Adopt(ctx, Request{Hostname: "x", Owner: "x", IP: addr("10.1.10.20"), VMID: 120}); !errors.Is(err, ErrOutOfRange) {
+		t.Errorf("Adopt outside the pool = %v, want ErrOutOfRange", err)
 	}
 }

@@ -29,7 +29,24 @@ var (
 	ErrSDNIPExists = errors.New("ip already exists in SDN IPAM")
 	// ErrSDNIPMissing: PVE answered "IP '<ip>' does not exist in IPAM DB".
 	ErrSDNIPMissing = errors.New("ip does not exist in SDN IPAM")
+	// ErrRegistryCorrupt: the registry file exists but holds no registry
+	// (empty, truncated, unparsable, or without its lease list). It is
+	// never taken as an empty registry and never overwritten. The
+	// *RegistryError says what is wrong and how to recover.
+	ErrRegistryCorrupt = errors.New("ipam registry corrupt")
 )
+
+// RegistryError is a registry file that cannot be used as it is.
+type RegistryError struct {
+	Path    string
+	Problem string
+}
+
+func (e *RegistryError) Error() string {
+	return fmt.Sprintf("IPAM registry %s %s: nothing was changed; restore it from a backup, or move it aside and run `cloudpod ip sync --repair` to rebuild it from PVE", e.Path, e.Problem)
+}
+
+func (e *RegistryError) Is(target error) bool { return target == ErrRegistryCorrupt }
 
 // InUseError names who holds an address or VMID. It matches ErrAddressInUse
 // or ErrVMIDInUse with errors.Is.

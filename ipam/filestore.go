@@ -82,26 +82,39 @@ func (s *FileStore) Update(ctx context.Context, fn func(*Registry) error) error 
 	return nil
 }
 
-// read returns the registry and the bytes it was decoded from. A missing or
-// empty file is an empty registry; anything unparsable is an error, never
-// silently replaced.
+// read returns the registry and the bytes it was decoded from. Only a
+// file that does not exist is a new, empty registry: an existing one that
+// is empty, unparsable or has no lease list is a *RegistryError
+// (ErrRegistryCorrupt), never silently replaced: taking it as empty would
+// forget every lease.
 func (s *FileStore) read() (*Registry, []byte, error) {
 	data, err := os.ReadFile(s.path)
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(bytes.TrimSpace(data)) == 0) {
+	if errors.Is(err, fs.ErrNotExist) {
 		return &Registry{Version: registryVersion}, nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("ipam registry %s: %w", s.path, err)
 	}
-	var reg Registry
-	if err := json.Unmarshal(data, &reg); err != nil {
-		return nil, nil, fmt.Errorf("ipam registry %s: parse: %w", s.path, err)
+	corrupt := func(format string, args ...interface{}) error {
+		return &RegistryError{Path: s.path, Problem: fmt.Sprintf(format, args...)}
 	}
-	if reg.Version > registryVersion {
-		return nil, nil, fmt.Errorf("ipam registry %s: format version %d is newer than this cloudpod understands (%d)", s.path, reg.Version, registryVersion)
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil, corrupt("is empty (%d bytes), though it exists (a crash or a full disk may have cut it)", len(data))
 	}
-	reg.Version = registryVersion
-	return &reg, data, nil
+	var doc struct {
+		Version int      `json:"version"`
+		Leases  *[]Lease `json:"leases"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, nil, corrupt("is damaged (%v)", err)
+	}
+	if doc.Version > registryVersion {
+		return nil, nil, fmt.Errorf("ipam registry %s: format version %d is newer than this cloudpod understands (%d): use the cloudpod that wrote it, or a newer one", s.path, doc.Version, registryVersion)
+	}
+	if doc.Leases == nil {
+		return nil, nil, corrupt(`has no lease list ("leases" is null or missing)`)
+	}
+	return &Registry{Version: registryVersion, Leases: *doc.Leases}, data, nil
 }
 
 func (s *FileStore) removeStaleTemps(dir string) {

@@ -96,25 +96,44 @@ func TestFileStoreFnErrorDiscardsChanges(t *testing.T) {
 	}
 }
 
+// TestFileStoreCorruptFileIsNeverOverwritten: only a file that does not
+// exist is an empty registry. One that exists but is empty, cut short,
+// unparsable or without its lease list is ErrRegistryCorrupt, for Load
+// and Update alike, and stays as it is.
 func TestFileStoreCorruptFileIsNeverOverwritten(t *testing.T) {
 	ctx := context.Background()
-	s := NewFileStore(filepath.Join(t.TempDir(), "ipam.json"))
-	garbage := []byte(`{"version":1,"leases":[{"ip":"10.1.10.91"`)
-	if err := os.WriteFile(s.Path(), garbage, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Load(ctx); err == nil || !strings.Contains(err.Error(), "parse") {
-		t.Fatalf("Load of a corrupt registry = %v, want a parse error", err)
-	}
-	called := false
-	if err := s.Update(ctx, func(*Registry) error { called = true; return nil }); err == nil {
-		t.Fatal("Update on a corrupt registry succeeded")
-	}
-	if called {
-		t.Fatal("Update ran fn on a corrupt registry")
-	}
-	if got, _ := os.ReadFile(s.Path()); string(got) != string(garbage) {
-		t.Fatalf("corrupt registry was rewritten to %q", got)
+	for _, tt := range []struct {
+		name, content, says string
+	}{
+		{"empty", "", "is empty (0 bytes), though it exists"},
+		{"blank", "\n  \n", "is empty (4 bytes)"},
+		{"cut short", `{"version":1,"leases":[{"ip":"10.1.10.91"`, "is damaged (unexpected end of JSON input)"},
+		{"not JSON", "leases: []", "is damaged (invalid character"},
+		{"null leases", `{"version":1,"leases":null}`, `has no lease list ("leases" is null or missing)`},
+		{"no leases", `{"version":1}`, `has no lease list`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewFileStore(filepath.Join(t.TempDir(), "ipam.json"))
+			if err := os.WriteFile(s.Path(), []byte(tt.content), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Load(ctx)
+			var re *RegistryError
+			if !errors.Is(err, ErrRegistryCorrupt) || !errors.As(err, &re) || !strings.Contains(err.Error(), tt.says) ||
+				!strings.Contains(err.Error(), "cloudpod ip sync --repair") || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Load = %v, want ErrRegistryCorrupt saying %q and how to recover, in one line", err, tt.says)
+			}
+			called := false
+			if err := s.Update(ctx, func(*Registry) error { called = true; return nil }); !errors.Is(err, ErrRegistryCorrupt) {
+				t.Fatalf("Update on a corrupt registry = %v", err)
+			}
+			if called {
+				t.Fatal("Update ran fn on a corrupt registry")
+			}
+			if got, _ := os.ReadFile(s.Path()); string(got) != tt.content {
+				t.Fatalf("corrupt registry was rewritten to %q", got)
+			}
+		})
 	}
 }
 

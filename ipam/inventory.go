@@ -26,6 +26,18 @@ type Guest struct {
 	// Addrs are the static IPv4 addresses of the guest's net[n] (LXC) or
 	// ipconfig[n] (QEMU cloud-init) keys; ConfigAddrs extracts them.
 	Addrs []netip.Addr
+	// Owner and Tenant are the lease owner and tenant of the pod the guest
+	// is, from its ownership marker; empty for a guest cloudpods did not
+	// make. A lease recorded from PVE carries them, so the pod's own
+	// create finds its lease again.
+	Owner  string
+	Tenant string
+}
+
+// isOwn reports whether g is the guest req asks for: the pod req's owner
+// made at req's VMID. Its VMID and addresses are not in use against req.
+func (g Guest) isOwn(req Request) bool {
+	return req.Owner != "" && g.Owner == req.Owner && req.VMID != 0 && g.VMID == req.VMID
 }
 
 func (g Guest) String() string {
@@ -84,12 +96,10 @@ func newInUse() inUse {
 	return inUse{addrs: map[netip.Addr]string{}, vmids: map[int]string{}}
 }
 
-func (u inUse) addGuests(guests []Guest) {
-	for _, g := range guests {
-		desc := "PVE " + g.String()
-		u.vmids[g.VMID] = desc
-		for _, a := range g.Addrs {
-			u.addrs[a] = desc
-		}
+func (u inUse) addGuest(g Guest) {
+	desc := "PVE " + g.String()
+	u.vmids[g.VMID] = desc
+	for _, a := range g.Addrs {
+		u.addrs[a] = desc
 	}
 }

@@ -130,29 +130,7 @@ func ParseNet0(s string) (Net0, error) {
 	if strings.TrimSpace(s) == "" {
 		return n, errors.New("net0 is empty: it needs at least name=, e.g. name=eth0,bridge=vmbr0,ip=dhcp")
 	}
-	var errs []error
-	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
-		if strings.TrimSpace(part) == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		switch {
-		case !ok || k == "":
-			errs = append(errs, fmt.Errorf("net0 part %q has no key: write key=value, e.g. bridge=vmbr0", part))
-			continue
-		case v == "":
-			errs = append(errs, fmt.Errorf("net0 key %s has an empty value: give a value or leave the key out", k))
-			continue
-		case seen[k]:
-			errs = append(errs, fmt.Errorf("net0 key %s appears twice: keep one", k))
-			continue
-		}
-		seen[k] = true
-		if err := n.set(k, v); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	seen, errs := eachProperty(s, "net0", n.set)
 	if !seen["name"] {
 		errs = append(errs, errors.New("net0 has no name key: PVE requires the interface name, e.g. name=eth0"))
 	}
@@ -160,6 +138,36 @@ func ParseNet0(s string) (Net0, error) {
 		return Net0{}, errors.Join(errs...)
 	}
 	return n, nil
+}
+
+// eachProperty walks a property string as PVE's parse_property_string
+// does — keys in any order, empty parts skipped, a part without a key, an
+// empty value or a repeated key refused — handing each key and value to
+// set. label names the string in messages ("net0", "--net").
+func eachProperty(s, label string, set func(k, v string) error) (seen map[string]bool, errs []error) {
+	seen = map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if strings.TrimSpace(part) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(part, "=")
+		switch {
+		case !ok || k == "":
+			errs = append(errs, fmt.Errorf("%s part %q has no key: write key=value, e.g. bridge=vmbr0", label, part))
+			continue
+		case v == "":
+			errs = append(errs, fmt.Errorf("%s key %s has an empty value: give a value or leave the key out", label, k))
+			continue
+		case seen[k]:
+			errs = append(errs, fmt.Errorf("%s key %s appears twice: keep one", label, k))
+			continue
+		}
+		seen[k] = true
+		if err := set(k, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return seen, errs
 }
 
 // set stores key k's value v, checked against the key's PVE format.

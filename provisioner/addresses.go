@@ -3,6 +3,8 @@ package provisioner
 import (
 	"context"
 	"net/netip"
+
+	"github.com/migrahosting/cloudpods/ipam"
 )
 
 // Addresses is what the flows need from IPAM.
@@ -14,6 +16,11 @@ type Addresses interface {
 	// Peek is the lease Reserve would hand out now, reserving nothing: a
 	// dry run says from it what a create would get.
 	Peek(ctx context.Context, req AddressRequest) (AddressLease, error)
+	// Adopt records the lease of a pod PVE has (the marker on req.VMID is
+	// req.Owner's, configured with req.IP), assigned, whatever the registry
+	// held: a create converging on its pod gets the lease back from a
+	// fresh registry.
+	Adopt(ctx context.Context, req AddressRequest) (AddressLease, error)
 	// Assign marks the lease as in use by a running pod.
 	Assign(ctx context.Context, lease AddressLease) error
 	// Release frees the lease (rollback, destroy).
@@ -26,6 +33,9 @@ type AddressRequest struct {
 	Owner    string
 	IP       netip.Addr
 	VMID     int
+	// Guests are the cluster's guests as the flow just read them; nil
+	// lets IPAM read them.
+	Guests []ipam.Guest
 }
 
 type AddressLease struct {

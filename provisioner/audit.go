@@ -14,18 +14,20 @@ import (
 // AuditEntry is one line of the audit log. It never holds a secret: the
 // token appears by its id only.
 type AuditEntry struct {
-	Time      time.Time `json:"time"`
-	Command   string    `json:"command"`
-	VMID      int       `json:"vmid,omitempty"`
-	Hostname  string    `json:"hostname,omitempty"`
-	IP        string    `json:"ip,omitempty"`
-	Node      string    `json:"node,omitempty"`
-	Tenant    string    `json:"tenant,omitempty"`
-	Requester string    `json:"requester,omitempty"`
-	TokenID   string    `json:"token_id,omitempty"`
-	Outcome   string    `json:"outcome"`
-	Error     string    `json:"error,omitempty"`
-	Duration  float64   `json:"duration_s"`
+	Time     time.Time `json:"time"`
+	Command  string    `json:"command"`
+	VMID     int       `json:"vmid,omitempty"`
+	Hostname string    `json:"hostname,omitempty"`
+	IP       string    `json:"ip,omitempty"`
+	// Volume is the storage volume a content command made or checked.
+	Volume    string  `json:"volume,omitempty"`
+	Node      string  `json:"node,omitempty"`
+	Tenant    string  `json:"tenant,omitempty"`
+	Requester string  `json:"requester,omitempty"`
+	TokenID   string  `json:"token_id,omitempty"`
+	Outcome   string  `json:"outcome"`
+	Error     string  `json:"error,omitempty"`
+	Duration  float64 `json:"duration_s"`
 }
 
 // AuditLog appends JSON lines to a file shared by every CloudPods process.

@@ -130,7 +130,7 @@ func (b *backupRun) backup(ctx context.Context) error {
 			return problemf(ErrPreflight, "PVE started no backup: CT %d is not on node %s", req.VMID, req.Node)
 		}
 		known[upid] = true
-		_, err = p.wait(ctx, req.Node, upid)
+		_, err = p.waitShowing(ctx, b.run, req.Node, upid)
 		return err
 	}, nil)
 	if err != nil {

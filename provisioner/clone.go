@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 
 	"github.com/migrahosting/cloudpods/provisioner/flow"
@@ -31,18 +32,72 @@ func (r *createRun) planClone(context.Context) ([]flow.Call, error) {
 	}, nil
 }
 
-// clone clones one source at a time in this process, waits out PVE's lock
-// errors (a clone by another process holds the template's disk lock), and
-// settles an unknown outcome (596, dropped connection, timeout) by looking
-// for this run's marker on the new id before anything is repeated.
+// raceRetries bounds how often a create moves to another VMID or address
+// that another controller took between its reservation and its claim.
+const raceRetries = 10
+
+// clone makes the pod at the reserved VMID. PVE refuses a clone to a VMID
+// that exists ("CT 9105 already exists"): that is PVE serialising VMIDs
+// between controllers that do not share a registry. A VMID IPAM picked
+// then moves to the next free one; one the request named is a conflict.
 func (r *createRun) clone(ctx context.Context) error {
-	s := r.spec
 	if r.existing != nil {
 		if err := r.waitUnlocked(ctx); err != nil {
 			return err
 		}
-		return flow.Skip(fmt.Sprintf("CT %d already cloned", s.VMID))
+		return flow.Skip(fmt.Sprintf("CT %d already cloned", r.spec.VMID))
 	}
+	for attempt := 1; ; attempt++ {
+		err := r.cloneOnce(ctx)
+		if !errors.Is(err, pve.ErrAlreadyExists) || errors.Is(err, ErrConflict) {
+			return err
+		}
+		// cloneDone found no CT of this run there: another guest took
+		// the VMID since preflight, and this run made nothing.
+		r.cloneTried, r.created = false, false
+		taken := r.spec.VMID
+		if !r.autoVMID || r.lease == nil || attempt >= raceRetries {
+			return problemf(ErrConflict, "VMID %d was taken in PVE after preflight (by another controller or by hand): pick another --vmid, or --vmid auto", taken)
+		}
+		if err := r.reserveAgain(ctx, true); err != nil {
+			return err
+		}
+		r.run.Info(fmt.Sprintf("VMID %d was taken in PVE meanwhile (another controller?): cloning to VMID %d instead", taken, r.spec.VMID))
+	}
+}
+
+// reserveAgain gives back this run's lease and reserves anew from a fresh
+// look at the cluster, where the VMID or address another controller took
+// now shows; the owner's released lease makes IPAM offer its numbers first
+// when they are still free. newVMID: the VMID is given back too (nothing
+// was cloned); else the pod keeps its VMID and gets another address.
+func (r *createRun) reserveAgain(ctx context.Context, newVMID bool) error {
+	if err := r.p.opts.Addresses.Release(ctx, *r.lease); err != nil {
+		return fmt.Errorf("IPAM: give back %s and VMID %d: %w", r.lease.IP, r.lease.VMID, err)
+	}
+	r.lease = nil
+	if err := r.view.refresh(ctx); err != nil {
+		return apiProblem("read the cluster's guests", err)
+	}
+	req := r.addressRequest()
+	req.IP = netip.Addr{}
+	if newVMID {
+		req.VMID = 0
+	}
+	lease, err := r.p.opts.Addresses.Reserve(ctx, req)
+	if err != nil {
+		return ipamProblem(r.spec, err)
+	}
+	r.lease = &lease
+	return r.take(lease)
+}
+
+// cloneOnce clones one source at a time in this process, waits out PVE's
+// lock errors (a clone by another process holds the template's disk lock),
+// and settles an unknown outcome (596, dropped connection, timeout) by
+// looking for this run's marker on the new id before anything is repeated.
+func (r *createRun) cloneOnce(ctx context.Context) error {
+	s := r.spec
 	unlock, err := r.p.lockClone(ctx, s.Node, s.Template)
 	if err != nil {
 		return err
@@ -60,7 +115,7 @@ func (r *createRun) clone(ctx context.Context) error {
 		}
 		return upid, err
 	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
+		_, err := r.p.waitShowing(ctx, r.run, s.Node, upid)
 		return err
 	}, r.cloneDone)
 	if err != nil {

@@ -210,10 +210,11 @@ var crashSteps = []struct {
 	request string
 }{
 	{provisioner.StepValidate, ""},
-	{provisioner.StepReserve, ""},
 	{provisioner.StepPreflight, ""},
+	{provisioner.StepReserve, ""},
 	{provisioner.StepClone, "POST /nodes/{node}/lxc/{vmid}/clone"},
 	{provisioner.StepConfigure, "PUT /nodes/{node}/lxc/{vmid}/config"},
+	{provisioner.StepClaim, "GET /cluster/resources"},
 	{provisioner.StepStart, "POST /nodes/{node}/lxc/{vmid}/status/start"},
 	{provisioner.StepNetwork, "POST /nodes/{node}/lxc/{vmid}/termproxy"},
 	{provisioner.StepVerify, ""},

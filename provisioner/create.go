@@ -12,10 +12,10 @@ import (
 )
 
 // Create is one flow on the flow engine: the steps below, in createSteps'
-// order, each in the file of its concern (validate.go, reserve.go,
-// preflight.go, clone.go, configure.go, start.go, network.go, verify.go,
-// finalize.go; rollback.go holds what undoing them means). Plan derives
-// the dry run from the same steps.
+// order, each in the file of its concern (validate.go, preflight.go,
+// reserve.go, clone.go, configure.go, claim.go, start.go, network.go,
+// verify.go, finalize.go; rollback.go holds what undoing them means). Plan
+// derives the dry run from the same steps.
 
 // Steps of create. Their names appear in progress events, JSON results,
 // errors and the fault matrix.
@@ -25,6 +25,7 @@ const (
 	StepReserve   = "reserve"
 	StepClone     = "clone"
 	StepConfigure = "configure"
+	StepClaim     = "claim"
 	StepStart     = "start"
 	StepNetwork   = "network"
 	StepVerify    = "verify"
@@ -32,14 +33,16 @@ const (
 )
 
 // createSteps is create's step order, as data: moving a step is moving its
-// line. (README's "What it does" lists preflight before reserve: the order
-// issue 13 moves to.)
+// line. README's "What it does" lists the same order (a test holds them
+// together). Preflight only reads, so a refused request reserves nothing;
+// claim settles, against other controllers, the address configure wrote.
 var createSteps = []func(*createRun) flow.Step{
 	(*createRun).validateStep,
-	(*createRun).reserveStep,
 	(*createRun).preflightStep,
+	(*createRun).reserveStep,
 	(*createRun).cloneStep,
 	(*createRun).configureStep,
+	(*createRun).claimStep,
 	(*createRun).startStep,
 	(*createRun).networkStep,
 	(*createRun).verifyStep,
@@ -61,6 +64,9 @@ type CreateRequest struct {
 	Stop <-chan struct{}
 	// Requester is who asked (audit log).
 	Requester string
+	// AllowDuplicateHostname lets the pod have a hostname another guest in
+	// the cluster has (compared in any case); without it that is a conflict.
+	AllowDuplicateHostname bool
 	// RunID names the run in the ownership marker; empty picks a fresh
 	// one. A caller that resumes a run after a crash (the service, for a
 	// job) passes the same id, so the resumed run may roll back what its
@@ -108,8 +114,13 @@ type createRun struct {
 	// a wait that failed or timed out leaves its task running in PVE.
 	tasks    []string
 	existing *pve.Config
-	lease    *AddressLease
-	cmode    string // the template's cmode, restored after the push
+	// view is the cluster as preflight read it; reserve and claim refresh it.
+	view *clusterView
+	// autoVMID and autoIP: the request left them to IPAM, so a VMID or an
+	// address another controller took meanwhile is replaced, not refused.
+	autoVMID, autoIP bool
+	lease            *AddressLease
+	cmode            string // the template's cmode, restored after the push
 	// rootfsBytes is the template's rootfs size: the room a full clone needs.
 	rootfsBytes int64
 	hwaddr      string
@@ -129,9 +140,9 @@ func (p *Provisioner) newCreateRun(req CreateRequest, runID string) *createRun {
 	if req.Services == nil {
 		req.Services = DefaultServices
 	}
-	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID}
+	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID, autoVMID: req.Spec.VMID == 0, autoIP: !req.Spec.IP.IsValid()}
 	r.res = CreateResult{VMID: r.spec.VMID, Hostname: r.spec.Hostname, Node: r.spec.Node}
-	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Reporter: req.Reporter, Stop: req.Stop,
+	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Name: r.spec.Hostname, Reporter: req.Reporter, Stop: req.Stop,
 		// The rollback may wait for this run's tasks, then remove the CT.
 		UndoBudget: p.opts.TaskTimeout + time.Minute, Nothing: "nothing was created",
 		Audit: func(err error, took time.Duration) { p.audit("create", r.spec, req.Requester, took, err) }})

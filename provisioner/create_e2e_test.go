@@ -16,6 +16,7 @@ import (
 	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/internal/simtest"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 func seedSpec(vmid int, host string, octet int) provisioner.Spec {
@@ -189,7 +190,7 @@ func TestCreateRefusesWithOneSentenceAndCreatesNothing(t *testing.T) {
 		}, kind: provisioner.ErrConflict, want: "VMID 9101 is taken"},
 		{name: "ip set by hand on a VM", setup: func(t *testing.T, env *simtest.Env) {
 			must(t, env.Sim.AddVM(120, map[string]string{"name": "legacy", "memory": "1024", "ipconfig0": "ip=10.1.10.91/24,gw=10.1.10.1"}))
-		}, kind: provisioner.ErrConflict, want: "IP 10.1.10.91 is already used by qemu 120"},
+		}, kind: provisioner.ErrConflict, want: "IP 10.1.10.91 is already used by VM 120 (legacy)"},
 		{name: "ip is the gateway", spec: func(s *provisioner.Spec) { s.IP = netip.MustParseAddr("10.1.10.1") }, kind: provisioner.ErrInvalidSpec, want: "gateway"},
 		{name: "ip is the template's", spec: func(s *provisioner.Spec) { s.IP = netip.MustParseAddr("10.1.10.90") }, kind: provisioner.ErrInvalidSpec, want: "10.1.10.90"},
 		{name: "ip outside the subnet", spec: func(s *provisioner.Spec) { s.IP = netip.MustParseAddr("10.1.11.5") }, kind: provisioner.ErrInvalidSpec, want: "10.1.11.5"},
@@ -197,8 +198,8 @@ func TestCreateRefusesWithOneSentenceAndCreatesNothing(t *testing.T) {
 		{name: "token lacks a privilege", mutate: func(c *pvesim.Config) {
 			c.Tokens[0].Privileges = []string{"VM.Audit", "VM.Allocate", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
 				"VM.PowerMgmt", "VM.Console", "Datastore.AllocateSpace", "Datastore.Audit", "SDN.Use", "Sys.Audit"}
-		}, kind: provisioner.ErrPreflight, want: "lacks VM.Clone on /vms/9000"},
-		{name: "bad token", mutate: func(c *pvesim.Config) { c.Tokens[0].Secret = "something-else" }, kind: provisioner.ErrPreflight, want: "PVE refused the API token"},
+		}, kind: pve.ErrForbidden, want: "lacks VM.Clone on /vms/9000"},
+		{name: "bad token", mutate: func(c *pvesim.Config) { c.Tokens[0].Secret = "something-else" }, kind: pve.ErrUnauthorized, want: "PVE refused the API token (401 Authentication failed!): check the token id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

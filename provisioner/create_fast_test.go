@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,9 +19,9 @@ import (
 )
 
 // createOrder is create's step order as README's "What it does" and the
-// events show it.
-var createOrder = []string{provisioner.StepValidate, provisioner.StepReserve, provisioner.StepPreflight, provisioner.StepClone,
-	provisioner.StepConfigure, provisioner.StepStart, provisioner.StepNetwork, provisioner.StepVerify, provisioner.StepFinalize}
+// events show it (TestREADMEStepOrderIsCreates holds README to it).
+var createOrder = []string{provisioner.StepValidate, provisioner.StepPreflight, provisioner.StepReserve, provisioner.StepClone,
+	provisioner.StepConfigure, provisioner.StepClaim, provisioner.StepStart, provisioner.StepNetwork, provisioner.StepVerify, provisioner.StepFinalize}
 
 func TestCreateOnTheFake(t *testing.T) {
 	env := newFastEnv(t)
@@ -104,7 +107,7 @@ func TestRollbackOnTheFake(t *testing.T) {
 		inject func(*pvetest.Fake)
 		said   string
 	}{
-		{provisioner.StepPreflight, func(f *pvetest.Fake) { f.StorageList[0].Avail = 1 << 20 }, "nothing was created; 10.1.10.91 and VMID 9101 released in IPAM"},
+		{provisioner.StepPreflight, func(f *pvetest.Fake) { f.StorageList[0].Avail = 1 << 20 }, "nothing was created"},
 		{provisioner.StepClone, func(f *pvetest.Fake) { f.FailTasks("vzclone", "clone failed: out of space") }, "nothing was left: no CT at VMID 9101; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepConfigure, callFail("UpdateGuestConfig", 1), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepStart, taskFail("vzstart"), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
@@ -126,6 +129,13 @@ func TestRollbackOnTheFake(t *testing.T) {
 			if _, ok := env.api.Guest(9101); ok {
 				t.Error("CT 9101 is still there")
 			}
+			if tt.step == provisioner.StepPreflight {
+				// Preflight only reads: a refusal there never reached IPAM.
+				if got := env.addrs.entries(); len(got) != 0 || env.lease(t, "10.1.10.91") != "" {
+					t.Errorf("IPAM was changed before preflight passed: %v", got)
+				}
+				return
+			}
 			if st := env.lease(t, "10.1.10.91"); st != ipam.StateReleased {
 				t.Errorf("lease is %q, want released", st)
 			}
@@ -146,7 +156,7 @@ func TestRollbackOnTheFake(t *testing.T) {
 			if deleted >= 0 && n <= deleted {
 				t.Errorf("lease released after %d calls, before the CT's delete (call %d)", n, deleted+1)
 			}
-			if tt.step != provisioner.StepPreflight && tt.step != provisioner.StepClone {
+			if tt.step != provisioner.StepClone {
 				if ph := ev.phases("rollback"); !reflect.DeepEqual(ph, []provisioner.Phase{provisioner.PhaseStart, provisioner.PhaseDone}) {
 					t.Errorf("rollback phases %v", ph)
 				}
@@ -155,8 +165,9 @@ func TestRollbackOnTheFake(t *testing.T) {
 	}
 }
 
-// TestRollbackLeavesWhatThisRunDidNotMake: a CT an earlier run made keeps
-// its lease and stays; a resumed run (the same run id) removes its own.
+// TestRollbackLeavesWhatThisRunDidNotMake: a CT an earlier run made stays,
+// with its lease (adopted: PVE has the pod, so it is assigned); a resumed
+// run (the same run id) removes its own.
 func TestRollbackLeavesWhatThisRunDidNotMake(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
@@ -165,7 +176,7 @@ func TestRollbackLeavesWhatThisRunDidNotMake(t *testing.T) {
 		wantSaid string
 		lease    ipam.State
 	}{
-		{"an earlier run's CT", "", true, "CT 9101 was there before this run and is left as it is: run the same command again to finish it", ipam.StateReserved},
+		{"an earlier run's CT", "", true, "CT 9101 was there before this run and is left as it is: run the same command again to finish it", ipam.StateAssigned},
 		{"this run's CT, resumed", "job-1", false, "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM", ipam.StateReleased},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,9 +210,8 @@ func TestRollbackLeavesWhatThisRunDidNotMake(t *testing.T) {
 	}
 }
 
-// TestStopSaysWhatIsLeft: a stop before the clone leaves nothing (and
-// gives the reservation back); one after it keeps the CT and its lease for
-// the re-run.
+// TestStopSaysWhatIsLeft: a stop before the reservation leaves nothing; one
+// after the clone keeps the CT and its lease for the re-run.
 func TestStopSaysWhatIsLeft(t *testing.T) {
 	for _, tt := range []struct {
 		stopAt string
@@ -209,7 +219,7 @@ func TestStopSaysWhatIsLeft(t *testing.T) {
 		left   bool
 		lease  ipam.State
 	}{
-		{provisioner.StepPreflight, "nothing was created; 10.1.10.91 and VMID 9101 released in IPAM", false, ipam.StateReleased},
+		{provisioner.StepPreflight, "nothing was created", false, ""},
 		{provisioner.StepStart, "CT 9101 exists, partly provisioned, and 10.1.10.91 stays reserved for it: run the same command again to finish it, or remove it with: cloudpod destroy 9101 --force", true, ipam.StateReserved},
 	} {
 		t.Run(tt.stopAt, func(t *testing.T) {
@@ -283,7 +293,7 @@ func TestDryRunIsDerivedFromTheSteps(t *testing.T) {
 		lines = append(lines, c.Method+" "+c.Path)
 	}
 	want := []string{"IPAM reserve", "POST /nodes/pve/lxc/9000/clone", "GET /nodes/pve/tasks/{upid}/status",
-		"PUT /nodes/pve/lxc/9101/config", "POST /nodes/pve/lxc/9101/status/start", "GET /nodes/pve/tasks/{upid}/status",
+		"PUT /nodes/pve/lxc/9101/config", "GET /cluster/resources?type=vm", "POST /nodes/pve/lxc/9101/status/start", "GET /nodes/pve/tasks/{upid}/status",
 		"POST /nodes/pve/lxc/9101/termproxy", "GET /nodes/pve/lxc/9101/vncwebsocket", "GET /nodes/pve/lxc/9101/interfaces",
 		"POST /nodes/pve/lxc/9101/termproxy", "PUT /nodes/pve/lxc/9101/config"}
 	if !reflect.DeepEqual(lines, want) {
@@ -298,14 +308,15 @@ func TestDryRunIsDerivedFromTheSteps(t *testing.T) {
 }
 
 // TestDryRunRefusesAsCreateWould: a dry run meets the refusals a create
-// would (here IPAM's: a VM set by hand holds the address), changes nothing.
+// would (here preflight's: a VM set by hand holds the address), changes
+// nothing.
 func TestDryRunRefusesAsCreateWould(t *testing.T) {
 	env := newFastEnv(t)
 	env.api.AddGuest(pvetest.Guest{Kind: pve.QEMU, Node: "pve", VMID: 130, Config: map[string]string{"name": "by-hand", "ipconfig0": "ip=10.1.10.93/24,gw=10.1.10.1"}})
 	_, err := env.provisioner(provisioner.Options{}).Plan(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 93)})
 	var se *provisioner.StepError
-	if !errors.As(err, &se) || se.Step != provisioner.StepReserve || provisioner.KindOf(err) != provisioner.KindConflict || !strings.Contains(err.Error(), "130") {
-		t.Fatalf("err = %v, want reserve's conflict naming VM 130", err)
+	if !errors.As(err, &se) || se.Step != provisioner.StepPreflight || provisioner.KindOf(err) != provisioner.KindConflict || !strings.Contains(err.Error(), "VM 130") {
+		t.Fatalf("err = %v, want preflight's conflict naming VM 130", err)
 	}
 	if got := env.api.Mutations(0); len(got) != 0 {
 		t.Errorf("the dry run changed %s", joined(got))
@@ -330,16 +341,16 @@ func TestDryRunOfAnExistingPodConverges(t *testing.T) {
 	}
 }
 
-// TestCreateWithoutIPAM: the reserve step finds nothing to do, and the
-// failure before the clone gives nothing back.
+// TestCreateWithoutIPAM: the reserve step finds nothing to do, and a
+// failed clone gives nothing back.
 func TestCreateWithoutIPAM(t *testing.T) {
 	env := newFastEnv(t)
 	var ev events
 	prov := env.withoutIPAM(provisioner.Options{})
-	env.api.Online["pve"] = false
+	env.api.FailTasks("vzclone", "clone failed: out of space")
 	_, err := prov.Create(context.Background(), provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91), Reporter: &ev})
 	var se *provisioner.StepError
-	if !errors.As(err, &se) || se.Step != provisioner.StepPreflight || se.RolledBack != "nothing was created" || provisioner.KindOf(err) != provisioner.KindPreflight {
+	if !errors.As(err, &se) || se.Step != provisioner.StepClone || se.RolledBack != "nothing was left: no CT at VMID 9101" {
 		t.Fatalf("err = %v", err)
 	}
 	if ph := ev.lifecycle(provisioner.StepReserve); !reflect.DeepEqual(ph, []flow.Phase{flow.PhaseStart, flow.PhaseSkip}) {
@@ -369,5 +380,32 @@ func TestConsoleRefusingTokensOnTheFake(t *testing.T) {
 	}
 	if g, _ := env.api.Guest(9101); strings.Contains(string(g.Files[pvetest.NetplanLeftover]), "10.1.10.91") {
 		t.Error("netplan was pushed through a console that refuses tokens")
+	}
+}
+
+// TestREADMEStepOrderIsCreates: README's "What it does" lists create's
+// steps in the order a run's events show them.
+func TestREADMEStepOrderIsCreates(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)[strings.Index(string(readme), "## What it does"):]
+	section = section[:strings.Index(section[3:], "\n## ")+3]
+	var documented []string
+	for _, m := range regexp.MustCompile(`(?m)^(\d+)\. \*\*(\w+)\*\*`).FindAllStringSubmatch(section, -1) {
+		if n, _ := strconv.Atoi(m[1]); n != len(documented)+1 {
+			t.Errorf("README's step %s is numbered %d", m[2], n)
+		}
+		documented = append(documented, m[2])
+	}
+	env := newFastEnv(t)
+	var ev events
+	if _, err := env.provisioner(provisioner.Options{}).Create(context.Background(),
+		provisioner.CreateRequest{Spec: seedSpec(9101, "migra-client-01", 91), Reporter: &ev}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ev.stepOrder(); !reflect.DeepEqual(got, documented) {
+		t.Errorf("create's events show the steps %v, README lists %v", got, documented)
 	}
 }

@@ -48,12 +48,13 @@ const (
 	KindLeftBehind  Kind = "left_behind" // the run failed and left a guest behind
 	KindInterrupted Kind = "interrupted" // stopped on request
 	KindNotFound    Kind = "not_found"   // the guest, task or lease does not exist
+	KindRegistry    Kind = "registry"    // the IPAM registry file is empty, damaged or has no lease list
 	KindFailed      Kind = "failed"      // any other failure
 )
 
 // Kinds are every failure kind, KindNone excluded.
 var Kinds = []Kind{KindInvalid, KindPreflight, KindConflict, KindAuth, KindTimeout, KindUnreachable, KindRefused,
-	KindLocked, KindLeftBehind, KindInterrupted, KindNotFound, KindFailed}
+	KindLocked, KindLeftBehind, KindInterrupted, KindNotFound, KindRegistry, KindFailed}
 
 // kindCodes is the one table of exit codes (README "Exit codes") and HTTP
 // statuses. Whatever is PVE's fault, not the client's, is a bad gateway.
@@ -70,6 +71,8 @@ var kindCodes = map[Kind]struct{ exit, status int }{
 	KindRefused:     {8, http.StatusForbidden},
 	KindLocked:      {9, http.StatusConflict},
 	KindLeftBehind:  {10, http.StatusBadGateway},
+	// The controller's own state is broken: neither the client's fault nor PVE's.
+	KindRegistry:    {11, http.StatusInternalServerError},
 	KindInterrupted: {130, http.StatusServiceUnavailable},
 }
 
@@ -97,6 +100,8 @@ func KindOf(err error) Kind {
 		return KindInterrupted
 	case errors.Is(err, ErrLeftBehind):
 		return KindLeftBehind
+	case errors.Is(err, ipam.ErrRegistryCorrupt):
+		return KindRegistry
 	case errors.Is(err, ErrConflict), allocationRefused(err):
 		return KindConflict
 	case errors.Is(err, ErrRefused):
@@ -129,14 +134,17 @@ func allocationRefused(err error) bool {
 	return false
 }
 
-// problem is an error made of one sentence for the operator, classified by kind.
+// problem is an error made of one sentence for the operator, classified by
+// kind, or by its cause when it has no kind of its own.
 type problem struct {
-	kind error
-	msg  string
+	kind  error
+	msg   string
+	cause error
 }
 
 func (e *problem) Error() string        { return e.msg }
-func (e *problem) Is(target error) bool { return target == e.kind }
+func (e *problem) Is(target error) bool { return e.kind != nil && target == e.kind }
+func (e *problem) Unwrap() error        { return e.cause }
 
 func problemf(kind error, format string, args ...interface{}) error {
 	return &problem{kind: kind, msg: fmt.Sprintf(format, args...)}

@@ -8,6 +8,7 @@ type (
 	Phase        = flow.Phase
 	Event        = flow.Event
 	Reporter     = flow.Reporter
+	LiveReporter = flow.LiveReporter
 	ReporterFunc = flow.ReporterFunc
 	// PlannedCall is one call a dry run says create would make.
 	PlannedCall = flow.Call
@@ -22,4 +23,6 @@ const (
 	PhaseFail  = flow.PhaseFail
 	PhaseWarn  = flow.PhaseWarn
 	PhaseInfo  = flow.PhaseInfo
+	// PhaseProgress reaches live reporters only (LiveReporter).
+	PhaseProgress = flow.PhaseProgress
 )

@@ -15,8 +15,9 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
-// Health states; the CLI exits 0 for healthy, 1 for degraded, 2 for down
-// or unknown.
+// Health states; the CLI exits 0 for healthy, 1 for degraded, 2 for down,
+// 3 for unknown (PVE could not be asked, or --deep could not look inside a
+// pod that is otherwise healthy: the report's warnings say why).
 const (
 	Healthy  = "healthy"
 	Degraded = "degraded"
@@ -127,26 +128,29 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		}
 	}
 	if deep && st.Status == "running" {
-		p.deepChecks(ctx, &h, g, cfg)
+		if skipped := p.deepChecks(ctx, &h, g, cfg); skipped && h.State == Healthy {
+			// Asked to look inside and could not: healthy is not known.
+			h.State = Unknown
+		}
 	}
 	return h, nil
 }
 
 // deepChecks looks inside a running pod through its console: default
 // route, gateway ping, resolver, DNS resolution and the template's
-// services.
-func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef, cfg pve.Config) {
+// services. skipped says they could not run (the warning says why).
+func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef, cfg pve.Config) (skipped bool) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.ExecTimeout)
 	defer cancel()
 	path := p.consolePath(ctx, g.Node)
 	sh, done, err := p.openShell(ctx, g)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {
 		h.Warnings = append(h.Warnings, path.skipped(err))
-		return
+		return true
 	}
 	if err != nil {
 		h.degrade("console: %v", err)
-		return
+		return false
 	}
 	defer done()
 	// A console in tty or console mode shows a login prompt, which takes
@@ -159,11 +163,11 @@ func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef,
 	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		h.Warnings = append(h.Warnings, path.skipped(fmt.Errorf("the console of CT %d gave no shell within %s (configured cmode %s); they need cmode=shell in effect, which a change takes at the next start",
 			g.VMID, consoleProbe, orDefault(cfg.Get("cmode"), "tty"))))
-		return
+		return true
 	}
 	if err != nil {
 		h.degrade("console: %v", err)
-		return
+		return false
 	}
 	checks, err := inPodChecks(ctx, sh, podNetwork(cfg), DefaultServices)
 	h.Checks = checks
@@ -182,6 +186,7 @@ func (p *Provisioner) deepChecks(ctx context.Context, h *Health, g pve.GuestRef,
 			h.degrade("%s failed: %s", c.Name, c.Detail)
 		}
 	}
+	return false
 }
 
 // podNetwork is the gateway and resolvers the CT's config gives it.

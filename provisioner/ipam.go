@@ -25,8 +25,12 @@ func (i IPAM) Peek(ctx context.Context, req AddressRequest) (AddressLease, error
 	return leaseOf(i.Allocator.Peek(ctx, ipamRequest(req)))
 }
 
+func (i IPAM) Adopt(ctx context.Context, req AddressRequest) (AddressLease, error) {
+	return leaseOf(i.Allocator.Adopt(ctx, ipamRequest(req)))
+}
+
 func ipamRequest(req AddressRequest) ipam.Request {
-	return ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID}
+	return ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID, Guests: req.Guests}
 }
 
 func leaseOf(l ipam.Lease, err error) (AddressLease, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -18,10 +19,14 @@ func (r *createRun) preflightStep() flow.Step {
 	return flow.Step{Name: StepPreflight, ReadOnly: true, Run: r.preflight}
 }
 
-// requiredPrivileges are what create needs, by ACL path (pve-facts §7).
+// requiredPrivileges are what create needs, by ACL path (pve-facts §7). An
+// automatic VMID is any VMID: its privileges must hold on /vms.
 func (r *createRun) requiredPrivileges() []struct{ path, priv string } {
 	s := r.spec
-	vm := "/vms/" + strconv.Itoa(s.VMID)
+	vm := "/vms"
+	if s.VMID != 0 {
+		vm += "/" + strconv.Itoa(s.VMID)
+	}
 	return []struct{ path, priv string }{
 		{"/vms/" + strconv.Itoa(s.Template), "VM.Clone"},
 		{"/vms/" + strconv.Itoa(s.Template), "VM.Audit"},
@@ -39,6 +44,11 @@ func (r *createRun) requiredPrivileges() []struct{ path, priv string } {
 	}
 }
 
+// preflight reads PVE's state and refuses what it does not allow, before
+// anything is reserved or made: the token and its privileges, the node,
+// the template, the cluster's guests (one read, which reserve and claim
+// build on), whether the pod exists already, then for a new pod its
+// hostname, storage, bridge, address and VMID.
 func (r *createRun) preflight(ctx context.Context) error {
 	s := r.spec
 	perms, err := r.p.api.Permissions(ctx)
@@ -52,7 +62,7 @@ func (r *createRun) preflight(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return problemf(ErrPreflight, "the API token lacks %s: grant them to the token (README: \"Token and minimal role\")", strings.Join(missing, ", "))
+		return problemf(pve.ErrForbidden, "the API token lacks %s: grant them to the token and its user (README: \"Token and minimal role\")", strings.Join(missing, ", "))
 	}
 	node, err := r.p.api.NodeStatus(ctx, s.Node)
 	if errors.Is(err, pve.ErrNotFound) {
@@ -64,15 +74,32 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if !node.Online {
 		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", s.Node)
 	}
-	r.announceConsolePath(ctx)
-	if err := r.checkTemplate(ctx); err != nil {
+	if err := r.checkBounds(node); err != nil { // bounds.go
 		return err
 	}
-	if err := r.checkExisting(ctx); err != nil {
+	r.announceConsolePath(ctx)
+	r.view = r.p.newView()
+	if err := r.view.refresh(ctx); err != nil {
+		return apiProblem("read the cluster's guests", err)
+	}
+	if err := r.checkTemplate(); err != nil {
 		return err
+	}
+	if r.spec.VMID == 0 || !r.spec.IP.IsValid() {
+		if err := r.findEarlier(); err != nil {
+			return err
+		}
+	}
+	if r.spec.VMID != 0 {
+		if err := r.checkExisting(); err != nil {
+			return err
+		}
 	}
 	if r.existing != nil {
 		return nil // the pod exists and is ours: the remaining checks were its first run's
+	}
+	if err := r.checkHostname(); err != nil {
+		return err
 	}
 	if err := r.checkStorage(ctx); err != nil {
 		return err
@@ -80,35 +107,27 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if err := r.checkBridge(ctx); err != nil {
 		return err
 	}
-	if r.lease != nil {
-		// IPAM's reservation just checked the address against every
-		// guest in the cluster: reading them all again adds nothing.
-		return nil
-	}
-	return r.checkAddressFree(ctx)
+	return r.checkAddressFree()
 }
 
-// apiProblem names a refused token in one sentence with its fix; any other
-// failure to ask PVE is wrapped with what was asked.
+// apiProblem is a failure to ask PVE: one that is about talking to PVE at
+// all (the token refused, the certificate not trusted, nothing answering)
+// is pve.Explain's one sentence naming the fix, classified by its cause
+// (exit 5 or 7); any other is wrapped with what was asked.
 func apiProblem(what string, err error) error {
-	switch {
-	case errors.Is(err, pve.ErrUnauthorized):
-		return problemf(ErrPreflight, "PVE refused the API token (%v): check PVE_TOKEN_ID and the secret, and that the token is not expired", err)
-	case errors.Is(err, pve.ErrForbidden):
-		return problemf(ErrPreflight, "PVE denied %s (%v): grant the token the CloudPods role", what, err)
+	if sentence, ok := pve.Explain(err); ok {
+		return &problem{msg: sentence, cause: err}
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-func (r *createRun) checkTemplate(ctx context.Context) error {
+func (r *createRun) checkTemplate() error {
 	s := r.spec
-	cfg, err := r.p.api.GuestConfig(ctx, pve.CT(s.Node, s.Template))
-	if errors.Is(err, pve.ErrNotFound) {
+	tpl := r.view.get(s.Template)
+	if tpl == nil || tpl.Type != pve.LXC || tpl.Node != s.Node {
 		return problemf(ErrPreflight, "template CT %d does not exist on node %s: pass --template with the golden template's VMID", s.Template, s.Node)
 	}
-	if err != nil {
-		return apiProblem(fmt.Sprintf("read template CT %d", s.Template), err)
-	}
+	cfg := tpl.cfg
 	if cfg.Get("template") != "1" {
 		return problemf(ErrPreflight, "CT %d is not a template: convert it in PVE (More > Convert to template) or pass --template with the golden template", s.Template)
 	}
@@ -126,31 +145,55 @@ func (r *createRun) checkTemplate(ctx context.Context) error {
 	return nil
 }
 
-// checkExisting decides between a fresh create, a converging re-run and a
-// refusal.
-func (r *createRun) checkExisting(ctx context.Context) error {
+// findEarlier finds the pod an earlier run of the same command made, for a
+// request that leaves the VMID or the address to IPAM (the earlier run may
+// have been killed before IPAM recorded it, or on another controller), so
+// the re-run converges on it instead of creating a second pod. A pod of
+// the same hostname and tenant with a different spec is a conflict that
+// names every difference.
+func (r *createRun) findEarlier() error {
 	s := r.spec
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if errors.Is(err, pve.ErrNotFound) {
-		free, ferr := r.p.api.VMIDFree(ctx, s.VMID)
-		if ferr != nil {
-			return apiProblem(fmt.Sprintf("check VMID %d", s.VMID), ferr)
+	for _, g := range r.view.named(s.Hostname, 0) {
+		m := g.marker
+		if g.Type != pve.LXC || !g.owned || m.Hostname != s.Hostname || m.Tenant != s.Tenant || (s.VMID != 0 && g.VMID != s.VMID) {
+			continue
 		}
-		if !free {
-			return problemf(ErrConflict, "VMID %d is taken by another guest in the cluster (a VM, or a CT on another node): pick another --vmid", s.VMID)
+		want := s
+		want.VMID = g.VMID
+		if !want.IP.IsValid() {
+			if p, err := netip.ParsePrefix(m.Spec.Address); err == nil {
+				want.IP = p.Addr()
+			}
 		}
+		if m.SpecHash != want.Hash() {
+			return problemf(ErrConflict, "%s is already CT %d, made by cloudpods with a different spec (%s): destroy it first or pass the spec it was created with",
+				s.Hostname, g.VMID, strings.Join(diffEssentials(m.Spec, want.essentials()), ", "))
+		}
+		r.spec.VMID, r.spec.IP = want.VMID, want.IP
+		r.run.Info(fmt.Sprintf("%s is CT %d with %s from an earlier run (%s): converging on it", s.Hostname, want.VMID, want.IP, m.RunID))
 		return nil
 	}
-	if err != nil {
-		return apiProblem(fmt.Sprintf("read CT %d", s.VMID), err)
+	return nil
+}
+
+// checkExisting decides between a fresh create, a converging re-run and a
+// refusal, from what PVE has at the VMID.
+func (r *createRun) checkExisting() error {
+	s := r.spec
+	g := r.view.get(s.VMID)
+	switch {
+	case g == nil:
+		return nil
+	case g.Type != pve.LXC || g.Node != s.Node:
+		return problemf(ErrConflict, "VMID %d is taken by %s on node %s: pick another --vmid, or --vmid auto", s.VMID, g, g.Node)
+	case !g.owned:
+		return problemf(ErrConflict, "CT %d already exists and was not created by cloudpods: pick another --vmid, or --vmid auto", s.VMID)
 	}
-	m, ok := ParseMarker(cfg.Get("description"))
-	if !ok || !m.Owns(s.VMID) {
-		return problemf(ErrConflict, "CT %d already exists and was not created by cloudpods: pick another --vmid", s.VMID)
-	}
+	m := g.marker
 	if m.SpecHash != s.Hash() {
 		return problemf(ErrConflict, "CT %d already exists with a different spec (%s): destroy it first or pass the spec it was created with", s.VMID, strings.Join(diffEssentials(m.Spec, s.essentials()), ", "))
 	}
+	cfg := g.cfg
 	r.existing = &cfg
 	if m.RunID == r.runID {
 		// An earlier attempt of this same run (a resumed service job) made
@@ -158,6 +201,19 @@ func (r *createRun) checkExisting(ctx context.Context) error {
 		r.cloneTried, r.created = true, true
 	}
 	r.run.Info(fmt.Sprintf("CT %d exists with this spec (run %s): converging", s.VMID, m.RunID))
+	return nil
+}
+
+// checkHostname refuses a hostname another guest in the cluster has, in
+// any case, unless duplicates were asked for.
+func (r *createRun) checkHostname() error {
+	if r.req.AllowDuplicateHostname {
+		return nil
+	}
+	if others := r.view.named(r.spec.Hostname, r.spec.VMID); len(others) > 0 {
+		g := others[0]
+		return problemf(ErrConflict, "hostname %s is taken: %s on node %s has it: pick another --host, or pass --allow-duplicate-hostname to have two", r.spec.Hostname, g, g.Node)
+	}
 	return nil
 }
 
@@ -200,14 +256,14 @@ func (r *createRun) checkBridge(ctx context.Context) error {
 }
 
 // checkAddressFree refuses an address any guest in the cluster already uses
-// in its config, whoever set it.
-func (r *createRun) checkAddressFree(ctx context.Context) error {
-	used, err := addressHolders(ctx, r.p.api)
-	if err != nil {
-		return apiProblem("read the cluster's guest addresses", err)
+// in its config, whoever set it. An automatic address is reserve's to
+// pick, from the same view.
+func (r *createRun) checkAddressFree() error {
+	if !r.spec.IP.IsValid() {
+		return nil
 	}
-	if holder, ok := used[r.spec.IP]; ok && holder.VMID != r.spec.VMID {
-		return problemf(ErrConflict, "IP %s is already used by %s: pick another --ip, or run `cloudpod ip next`", r.spec.IP, holder)
+	if holders := r.view.holding(r.spec.IP, r.spec.VMID); len(holders) > 0 {
+		return problemf(ErrConflict, "IP %s is already used by %s: pick another --ip, or run `cloudpod ip next`", r.spec.IP, holders[0])
 	}
 	return nil
 }

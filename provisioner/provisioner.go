@@ -32,6 +32,10 @@ type Options struct {
 	// Addresses, when set, records IPs and VMIDs in IPAM (reserve before the
 	// clone, assign when verified, release on rollback and destroy).
 	Addresses Addresses
+	// ClaimWait bounds how long create's claim waits for another pod in
+	// the making that wrote the same address to give it up or start
+	// (claim.go); after it, this pod gives the address up.
+	ClaimWait time.Duration
 	Audit     *AuditLog
 	Logger    logrus.FieldLogger
 	Now       func() time.Time
@@ -61,6 +65,9 @@ func New(api pve.API, opts Options) *Provisioner {
 	}
 	if opts.ExecTimeout <= 0 {
 		opts.ExecTimeout = 60 * time.Second
+	}
+	if opts.ClaimWait <= 0 {
+		opts.ClaimWait = 2 * time.Minute
 	}
 	if opts.Retry.Attempts == 0 {
 		opts.Retry = pve.DefaultRetryPolicy

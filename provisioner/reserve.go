@@ -4,17 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
-	"strings"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
-	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // reserve holds the pod's address and VMID in IPAM (picking them when the
-// request leaves them to IPAM), before anything is made in PVE. Undoing it
-// gives the lease back, unless a CT holds it.
+// request leaves them to IPAM) once preflight found nothing against the
+// request, before anything is made in PVE. For a pod PVE already has, it
+// adopts the pod's lease: PVE's state decides, the registry follows.
+// Undoing it gives the lease back, unless a CT holds it.
 func (r *createRun) reserveStep() flow.Step {
 	return flow.Step{Name: StepReserve, Check: r.noIPAM, Run: r.reserve, Plan: r.planReserve, Undo: r.undoReserve}
 }
@@ -27,22 +27,51 @@ func (r *createRun) noIPAM(context.Context) (string, error) {
 }
 
 func (r *createRun) addressRequest() AddressRequest {
-	return AddressRequest{Hostname: r.spec.Hostname, Tenant: r.spec.Tenant,
+	req := AddressRequest{Hostname: r.spec.Hostname, Tenant: r.spec.Tenant,
 		Owner: LeaseOwner(r.spec.Tenant, r.spec.Hostname), IP: r.spec.IP, VMID: r.spec.VMID}
+	if r.view != nil {
+		req.Guests = r.view.ipamGuests()
+	}
+	return req
 }
 
 func (r *createRun) reserve(ctx context.Context) error {
-	if r.spec.VMID == 0 || !r.spec.IP.IsValid() {
-		if err := r.adopt(ctx); err != nil {
-			return err
-		}
+	if r.existing != nil {
+		return r.adoptLease(ctx)
 	}
 	lease, err := r.p.opts.Addresses.Reserve(ctx, r.addressRequest())
 	if err != nil {
-		return problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(r.spec), err)
+		return ipamProblem(r.spec, err)
 	}
 	r.lease = &lease
 	return r.take(lease)
+}
+
+// adoptLease records the lease of the pod PVE has, whatever the registry
+// held. An address outside IPAM's pool (the pod was made without IPAM)
+// is the pod's all the same: IPAM does not record it.
+func (r *createRun) adoptLease(ctx context.Context) error {
+	lease, err := r.p.opts.Addresses.Adopt(ctx, r.addressRequest())
+	if errors.Is(err, ipam.ErrOutOfRange) {
+		r.run.Warn(fmt.Sprintf("IPAM does not record %s: it is outside IPAM's range (the pod was made without IPAM)", r.spec.IP))
+		return flow.Skip("the pod's address is outside IPAM's range")
+	}
+	if err != nil {
+		return ipamProblem(r.spec, err)
+	}
+	r.lease = &lease
+	r.run.Note(fmt.Sprintf("CT %d holds %s in PVE: its lease is assigned", lease.VMID, lease.IP))
+	return nil
+}
+
+// ipamProblem is IPAM failing to hand out spec's numbers: its refusal
+// (taken, out of range, nothing free) is a conflict in one sentence; a
+// registry it cannot read or write keeps its own kind.
+func ipamProblem(s Spec, err error) error {
+	if allocationRefused(err) {
+		return problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(s), err)
+	}
+	return fmt.Errorf("IPAM: %w", err)
 }
 
 // take makes the lease's address and VMID the pod's.
@@ -56,71 +85,28 @@ func (r *createRun) take(lease AddressLease) error {
 }
 
 // planReserve is the dry run's reserve: what IPAM would hand out, read
-// without reserving it, so the steps after it check the real VMID and
+// without reserving it, so the steps after it plan with the real VMID and
 // address.
 func (r *createRun) planReserve(ctx context.Context) ([]flow.Call, error) {
 	a := r.p.opts.Addresses
 	if a == nil {
 		return nil, nil
 	}
-	if r.spec.VMID == 0 || !r.spec.IP.IsValid() {
-		if err := r.adopt(ctx); err != nil {
-			return nil, err
-		}
+	params := func(l AddressLease) string {
+		return formatParams(map[string]string{"hostname": r.spec.Hostname, "ip": l.IP.String(), "vmid": strconv.Itoa(l.VMID)})
+	}
+	if r.existing != nil {
+		l := AddressLease{IP: r.spec.IP, VMID: r.spec.VMID}
+		return []flow.Call{{Method: "IPAM", Path: "adopt", Params: params(l), Note: "the pod PVE has keeps its lease, assigned"}}, nil
 	}
 	lease, err := a.Peek(ctx, r.addressRequest())
 	if err != nil {
-		return nil, problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(r.spec), err)
+		return nil, ipamProblem(r.spec, err)
 	}
 	if err := r.take(lease); err != nil {
 		return nil, err
 	}
-	return []flow.Call{{Method: "IPAM", Path: "reserve", Note: "the dry run reserved nothing",
-		Params: formatParams(map[string]string{"hostname": r.spec.Hostname, "ip": lease.IP.String(), "vmid": strconv.Itoa(lease.VMID)})}}, nil
-}
-
-// adopt finds the pod an earlier run of the same command made (it may have
-// been killed before IPAM recorded it, or its reservation may have
-// expired), so an auto VMID or IP re-run converges on it instead of
-// creating a second pod. A pod of the same hostname and tenant with a
-// different spec is a conflict.
-func (r *createRun) adopt(ctx context.Context) error {
-	s := r.spec
-	guests, err := r.p.api.Guests(ctx)
-	if err != nil {
-		return apiProblem("list the cluster's guests", err)
-	}
-	for _, g := range guests {
-		if g.Type != pve.LXC || g.Name != s.Hostname || (s.VMID != 0 && g.VMID != s.VMID) {
-			continue
-		}
-		cfg, err := r.p.api.GuestConfig(ctx, g.Ref())
-		if errors.Is(err, pve.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return apiProblem(fmt.Sprintf("read CT %d", g.VMID), err)
-		}
-		m, ok := ParseMarker(cfg.Get("description"))
-		if !ok || !m.Owns(g.VMID) || m.Hostname != s.Hostname || m.Tenant != s.Tenant {
-			continue
-		}
-		want := s
-		want.VMID = g.VMID
-		if !want.IP.IsValid() {
-			if p, err := netip.ParsePrefix(m.Spec.Address); err == nil {
-				want.IP = p.Addr()
-			}
-		}
-		if m.SpecHash != want.Hash() {
-			return problemf(ErrConflict, "%s is already CT %d, made by cloudpods with a different spec (%s): destroy it first or pass the spec it was created with",
-				s.Hostname, g.VMID, strings.Join(diffEssentials(m.Spec, want.essentials()), ", "))
-		}
-		r.spec.VMID, r.spec.IP = want.VMID, want.IP
-		r.run.Info(fmt.Sprintf("%s is CT %d with %s from an earlier run (%s): converging on it", s.Hostname, want.VMID, want.IP, m.RunID))
-		return nil
-	}
-	return nil
+	return []flow.Call{{Method: "IPAM", Path: "reserve", Params: params(lease), Note: "the dry run reserved nothing"}}, nil
 }
 
 // undoReserve gives the reservation back when nothing of the pod is left:
@@ -133,8 +119,9 @@ func (r *createRun) undoReserve(ctx context.Context, rb flow.Rollback) flow.Outc
 	case r.existing != nil && !r.ctGone:
 		return r.keepExisting(rb)
 	}
-	if err := r.p.opts.Addresses.Release(ctx, *r.lease); err != nil {
-		return flow.Outcome{Aside: true, Said: fmt.Sprintf("releasing %s in IPAM failed, run `cloudpod ip release %s`: %v", r.lease.IP, r.lease.IP, err)}
+	l := *r.lease
+	if err := r.p.opts.Addresses.Release(ctx, l); err != nil {
+		return flow.Outcome{Aside: true, Said: fmt.Sprintf("releasing %s in IPAM failed, run `cloudpod ip release %s`: %v", l.IP, l.IP, err)}
 	}
-	return flow.Outcome{Aside: true, Said: fmt.Sprintf("%s and VMID %d released in IPAM", r.lease.IP, r.lease.VMID)}
+	return flow.Outcome{Aside: true, Said: fmt.Sprintf("%s and VMID %d released in IPAM", l.IP, l.VMID)}
 }

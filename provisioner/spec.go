@@ -11,7 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"sort"
+	"regexp"
 	"strings"
 
 	"github.com/migrahosting/cloudpods/netcfg"
@@ -96,29 +96,8 @@ func (s Spec) essentials() essentials {
 	return e
 }
 
-// diff lists the fields where two specs differ, as "field: old → new".
-func diffEssentials(old, new essentials) []string {
-	a, _ := json.Marshal(old)
-	b, _ := json.Marshal(new)
-	var ma, mb map[string]interface{}
-	_ = json.Unmarshal(a, &ma)
-	_ = json.Unmarshal(b, &mb)
-	keys := map[string]bool{}
-	for k := range ma {
-		keys[k] = true
-	}
-	for k := range mb {
-		keys[k] = true
-	}
-	var out []string
-	for k := range keys {
-		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
-			out = append(out, fmt.Sprintf("%s: %v → %v", k, show(ma[k]), show(mb[k])))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// diffEssentials lists the fields where two specs differ (diff.go).
+func diffEssentials(old, new essentials) []string { return diffFields(old, new) }
 
 func show(v interface{}) string {
 	if v == nil {
@@ -174,5 +153,19 @@ func (s Spec) FieldProblems(auto bool) map[string]string {
 			p["tags"] = err.Error()
 		}
 	}
+	if s.Tenant != "" && !ValidTenant(s.Tenant) {
+		p["tenant"] = fmt.Sprintf("tenant %q is not a tenant id: %s", s.Tenant, TenantRule)
+	}
 	return p
 }
+
+// tenantRE is what a tenant id may be: it becomes a PVE tag (tenant-ID), a
+// lease owner and an audit field.
+var tenantRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// TenantRule says in words what ValidTenant accepts.
+const TenantRule = "use letters, digits and _ . - (up to 64, starting with a letter or digit)"
+
+// ValidTenant reports whether t is a tenant id, the same rule for the CLI's
+// --tenant and the service's tenantId.
+func ValidTenant(t string) bool { return tenantRE.MatchString(t) }

@@ -38,7 +38,7 @@ func (r *createRun) start(ctx context.Context) error {
 		}
 		return upid, err
 	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, r.spec.Node, upid)
+		_, err := r.p.waitShowing(ctx, r.run, r.spec.Node, upid)
 		return err
 	}, func(ctx context.Context, _ error) (bool, error) {
 		// A start whose answer was lost may still be booting the CT: give

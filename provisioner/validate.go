@@ -17,7 +17,7 @@ func (r *createRun) validateStep() flow.Step {
 func (r *createRun) validate(context.Context) error {
 	fields := r.spec.FieldProblems(r.p.opts.Addresses != nil)
 	var probs []string
-	for _, f := range []string{"vmid", "hostname", "ip", "cores", "memory", "swap", "tags"} {
+	for _, f := range []string{"vmid", "hostname", "ip", "cores", "memory", "swap", "tags", "tenant"} {
 		if msg, ok := fields[f]; ok {
 			probs = append(probs, msg)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -13,18 +12,38 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner"
 )
 
-// batchLine is one pod of a batch file (JSON lines). Unset fields take the
-// command line's values.
-type batchLine struct {
-	VMID         int    `json:"vmid"`
-	Hostname     string `json:"hostname"`
-	IP           string `json:"ip"`
-	Cores        int    `json:"cores"`
-	MemoryMB     int    `json:"memory"`
-	SwapMB       int    `json:"swap"`
-	Tenant       string `json:"tenant"`
-	Storage      string `json:"storage"`
-	SearchDomain string `json:"searchdomain"`
+// batchSpec is one line of a batch file: the API's create body (tenantId,
+// vmid (a number or "auto"), hostname, ip (or "auto"), cores, memoryMb,
+// swapMb, storage, bridge, template), decoded by the service's strict
+// decoder; unset fields take the command line's values.
+func batchSpec(base provisioner.Spec, line []byte) (provisioner.Spec, error) {
+	b, err := provisioner.DecodePodRequest(line)
+	if err != nil {
+		return base, err
+	}
+	s := base
+	s.Hostname = b.Hostname
+	s.VMID, _ = b.VMID.Given()
+	s.IP = netip.Addr{}
+	if ip, ok := b.AddressGiven(); ok {
+		if s.IP, err = netip.ParseAddr(ip); err != nil || !s.IP.Is4() {
+			return base, fmt.Errorf("ip %q is not an IPv4 address such as 10.1.10.91, or \"auto\"", ip)
+		}
+	}
+	for dst, v := range map[*int]*int{&s.Cores: b.Cores, &s.MemoryMB: b.MemoryMB, &s.SwapMB: b.SwapMB, &s.Template: b.Template} {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	for dst, v := range map[*string]string{&s.Tenant: b.TenantID, &s.Storage: b.Storage, &s.Bridge: b.Bridge} {
+		if v != "" {
+			*dst = v
+		}
+	}
+	if s.Hostname == "" {
+		return base, fmt.Errorf("hostname is required")
+	}
+	return s, nil
 }
 
 // batchSpecs expands --count or --batch into specs, from base.
@@ -42,32 +61,9 @@ func (o *createOptions) batchSpecs(base provisioner.Spec) ([]provisioner.Spec, e
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
-			var b batchLine
-			dec := json.NewDecoder(strings.NewReader(line))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&b); err != nil {
+			s, err := batchSpec(base, []byte(line))
+			if err != nil {
 				return nil, fmt.Errorf("%w: %s line %d: %v", errUsage, o.batchFile, n, err)
-			}
-			s := base
-			s.VMID, s.Hostname = b.VMID, b.Hostname
-			s.IP = netip.Addr{}
-			if b.IP != "" && b.IP != "auto" {
-				if s.IP, err = netip.ParseAddr(b.IP); err != nil {
-					return nil, fmt.Errorf("%w: %s line %d: ip %q is not an IPv4 address", errUsage, o.batchFile, n, b.IP)
-				}
-			}
-			for dst, v := range map[*int]int{&s.Cores: b.Cores, &s.MemoryMB: b.MemoryMB, &s.SwapMB: b.SwapMB} {
-				if v != 0 {
-					*dst = v
-				}
-			}
-			for dst, v := range map[*string]string{&s.Tenant: b.Tenant, &s.Storage: b.Storage, &s.SearchDomain: b.SearchDomain} {
-				if v != "" {
-					*dst = v
-				}
-			}
-			if s.Hostname == "" {
-				return nil, fmt.Errorf("%w: %s line %d: hostname is required", errUsage, o.batchFile, n)
 			}
 			out = append(out, s)
 		}
@@ -96,10 +92,12 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 	prog := newProgress(g)
 	reqs := make([]provisioner.CreateRequest, len(specs))
 	for i, s := range specs {
-		reqs[i] = provisioner.CreateRequest{Spec: s, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop, Requester: g.requester}
+		reqs[i] = provisioner.CreateRequest{Spec: s, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop, Requester: g.requester,
+			AllowDuplicateHostname: o.allowDupHost}
 	}
 	start := time.Now()
 	results := prov.CreateBatch(ctx, reqs, o.concurrency)
+	prog.Close()
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {
@@ -116,7 +114,7 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 			if r.Err != nil {
 				status = "FAILED: " + r.Err.Error()
 			}
-			fmt.Fprintf(g.stdout, "  CT %-6d %-24s %-15s %s\n", r.Result.VMID, r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
+			fmt.Fprintf(g.stdout, "  %-9s %-24s %-15s %s\n", podLabel(r.Result.VMID, ""), r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
 		}
 	}
 	if failed > 0 {

@@ -9,6 +9,20 @@ import (
 	"testing"
 )
 
+// outputLine is one JSON line of a batch create: an event or a pod's result.
+type outputLine struct {
+	Type   string `json:"type"`
+	Result struct {
+		VMID     int    `json:"vmid"`
+		Hostname string `json:"hostname"`
+		IP       string `json:"ip"`
+		Status   string `json:"status"`
+	} `json:"result"`
+	Step    string `json:"step"`
+	Message string `json:"message"`
+	Error   string `json:"error"`
+}
+
 // TestCreateCountTwenty is issue 6's batch: 20 running pods with 20
 // distinct IPs and VMIDs, allocated by IPAM around an address set by hand.
 func TestCreateCountTwenty(t *testing.T) {
@@ -19,20 +33,10 @@ func TestCreateCountTwenty(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, lastLines(out, 10), errs)
 	}
-	type result struct {
-		Type   string `json:"type"`
-		Result struct {
-			VMID     int    `json:"vmid"`
-			Hostname string `json:"hostname"`
-			IP       string `json:"ip"`
-			Status   string `json:"status"`
-		} `json:"result"`
-		Error string `json:"error"`
-	}
 	vmids, ips := map[int]bool{}, map[string]bool{}
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		var r result
+		var r outputLine
 		if json.Unmarshal(sc.Bytes(), &r) != nil || r.Type != "result" {
 			continue
 		}
@@ -68,23 +72,36 @@ func TestCreateFromBatchFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "pods.jsonl")
 	lines := []string{
-		`{"hostname":"shop-01","vmid":9301,"ip":"10.1.10.131","tenant":"acme"}`,
+		`{"hostname":"shop-01","vmid":9301,"ip":"10.1.10.131","tenantId":"acme"}`,
 		`# a comment`,
-		`{"hostname":"shop-02","vmid":9302,"ip":"10.1.10.132","cores":4,"memory":4096,"tenant":"acme"}`,
+		`{"hostname":"shop-02","vmid":9302,"ip":"10.1.10.132","cores":4,"memoryMb":4096,"swapMb":256,"tenantId":"acme"}`,
+		`{"tenantId":"acme","vmid":"auto","hostname":"shop-03","ip":"auto","cores":1,"memoryMb":512}`,
 	}
 	must(t, os.WriteFile(good, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 	if code, out, errs := c.run(t, "", "create", "--batch", good); code != exitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
 	g, ok := c.sim.Guest(9302)
-	if !ok || g.Config["cores"] != "4" || g.Config["memory"] != "4096" || !strings.Contains(g.Config["net0"], "ip=10.1.10.132/24") {
+	if !ok || g.Config["cores"] != "4" || g.Config["memory"] != "4096" || g.Config["swap"] != "256" || !strings.Contains(g.Config["net0"], "ip=10.1.10.132/24") {
 		t.Errorf("CT 9302 = %+v", g)
 	}
-	bad := filepath.Join(dir, "bad.jsonl")
-	must(t, os.WriteFile(bad, []byte(`{"hostname":"x","vmid":9303,"colour":"blue"}`+"\n"), 0o644))
-	code, _, errs := c.run(t, "", "create", "--batch", bad)
-	if code != exitUsage || !strings.Contains(errs, `unknown field "colour"`) {
-		t.Errorf("bad batch: exit %d, %q", code, errs)
+	// "auto" left VMID and address to IPAM: the first free ones.
+	if g, ok := c.sim.Guest(9101); !ok || g.Config["hostname"] != "shop-03" || !strings.Contains(g.Config["net0"], "ip=10.1.10.91/24") {
+		t.Errorf("the auto pod: CT 9101 = %+v", g)
+	}
+	for _, tt := range []struct{ line, want string }{
+		{`{"hostname":"x","vmid":9303,"colour":"blue"}`, "line 1: colour: unknown field"},
+		{`{"hostname":"x","vmid":9303,"memory":4096}`, "line 1: memory: unknown field"},
+		{`{"hostname":"x","vmid":9303,"memoryMb":512,"memoryMb":4096}`, "line 1: memoryMb: appears twice"},
+		{`{"hostname":"x","vmid":"9303"}`, `line 1: vmid: must be an integer or "auto"`},
+		{`{"hostname":"x","vmid":9303} {}`, "line 1: not one JSON object"},
+	} {
+		bad := filepath.Join(dir, "bad.jsonl")
+		must(t, os.WriteFile(bad, []byte(tt.line+"\n"), 0o644))
+		code, _, errs := c.run(t, "", "create", "--batch", bad)
+		if code != exitUsage || !strings.Contains(errs, tt.want) {
+			t.Errorf("batch %s: exit %d, %q; want exit 2 saying %q", tt.line, code, errs, tt.want)
+		}
 	}
 	if _, ok := c.sim.Guest(9303); ok {
 		t.Error("a bad batch created a pod")

@@ -33,6 +33,7 @@ type createOptions struct {
 	linked        bool
 	dryRun        bool
 	keepOnFailure bool
+	allowDupHost  bool
 	timeout       string
 	count         int
 	batchFile     string
@@ -77,14 +78,15 @@ func newCreateCommand(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.subnet, "prefix", def.Subnet.String(), "the LAN the pod joins, as a CIDR")
 	f.StringSliceVar(&o.dns, "dns", []string{def.DNS[0].String()}, "DNS servers (repeat or comma-separate)")
 	f.StringVar(&o.searchdomain, "searchdomain", "", "DNS search domain")
-	f.StringVar(&o.tenant, "tenant", "", "tenant id, recorded in the marker, tags and audit log")
+	f.StringVar(&o.tenant, "tenant", "", "tenant id (letters, digits and _ . -, up to 64), recorded in the marker, tags and audit log")
 	f.StringSliceVar(&o.tags, "tags", nil, "extra PVE tags")
 	f.BoolVar(&o.linked, "linked", false, "linked clone instead of a full copy (stays on the template's storage)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "check everything and print the API calls it would make; change nothing")
 	f.BoolVar(&o.keepOnFailure, "keep-on-failure", false, "on failure keep the pod, marked failed, instead of rolling back")
+	f.BoolVar(&o.allowDupHost, "allow-duplicate-hostname", false, "allow a hostname another guest in the cluster has (compared in any case); refused otherwise")
 	f.StringVar(&o.timeout, "timeout", "", "overall deadline for the whole create, e.g. 10m")
 	f.IntVar(&o.count, "count", 1, "provision N pods: --host is a prefix (HOST-01…), VMIDs and IPs count up from --vmid/--ip or are auto")
-	f.StringVar(&o.batchFile, "batch", "", "provision the pods of a file, one JSON object per line ({\"hostname\":…,\"vmid\":…,\"ip\":…,\"cores\":…})")
+	f.StringVar(&o.batchFile, "batch", "", "provision the pods of a file, one JSON object per line with the API's fields ({\"tenantId\":…,\"vmid\":…|\"auto\",\"hostname\":…,\"ip\":…|\"auto\",\"cores\":…,\"memoryMb\":…,\"swapMb\":…})")
 	f.IntVar(&o.concurrency, "concurrency", 8, "pods in flight at once in a batch (clones of one template still go one at a time)")
 	return cmd
 }
@@ -179,15 +181,17 @@ func runCreate(ctx context.Context, g *globalOptions, o *createOptions, spec pro
 		return err
 	}
 	prog := newProgress(g)
+	defer prog.Close()
 	if o.dryRun {
-		plan, err := prov.Plan(ctx, provisioner.CreateRequest{Spec: spec, Reporter: prog})
+		plan, err := prov.Plan(ctx, provisioner.CreateRequest{Spec: spec, Reporter: prog, AllowDuplicateHostname: o.allowDupHost})
 		if err != nil {
 			return err
 		}
 		printPlan(g, plan)
 		return nil
 	}
-	res, err := prov.Create(ctx, provisioner.CreateRequest{Spec: spec, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop})
+	res, err := prov.Create(ctx, provisioner.CreateRequest{Spec: spec, KeepOnFailure: o.keepOnFailure, Reporter: prog, Stop: g.stop,
+		AllowDuplicateHostname: o.allowDupHost})
 	printCreateResult(g, res, err)
 	return err
 }
@@ -227,28 +231,7 @@ func stepsSummary(steps map[string]float64) string {
 	return fmt.Sprintf("%.1fs", total)
 }
 
-func printPlan(g *globalOptions, plan []provisioner.PlannedCall) {
-	if g.output == "json" {
-		for _, c := range plan {
-			writeJSON(g.stdout, struct {
-				Type string `json:"type"`
-				provisioner.PlannedCall
-			}{"plan", c})
-		}
-		return
-	}
-	fmt.Fprintln(g.stdout, "dry run: checks passed; these are the calls create would make (nothing was changed):")
-	for i, c := range plan {
-		fmt.Fprintf(g.stdout, "%2d. %-6s %s", i+1, c.Method, c.Path)
-		if c.Params != "" {
-			fmt.Fprintf(g.stdout, "  %s", c.Params)
-		}
-		if c.Note != "" {
-			fmt.Fprintf(g.stdout, "  # %s", c.Note)
-		}
-		fmt.Fprintln(g.stdout)
-	}
-}
+func printPlan(g *globalOptions, plan []provisioner.PlannedCall) { printDryRun(g, "create", plan, nil) }
 
 func runCreateMany(ctx context.Context, g *globalOptions, o *createOptions, args []string) error {
 	if o.dryRun {

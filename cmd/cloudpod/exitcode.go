@@ -16,6 +16,7 @@ const (
 	exitRefused     = 8  // a safety rule refused (destroy without --force, not ours…)
 	exitBusy        = 9  // a PVE lock stayed held past the wait; nothing was created
 	exitLeftBehind  = 10 // a failure left a CT behind; the message says how to finish or remove it
+	exitRegistry    = 11 // the IPAM registry file is empty, damaged or has no lease list
 	exitInterrupted = 130
 )
 
@@ -28,10 +29,11 @@ var exitSentences = map[int]string{
 	exitConflict:    "The VMID, IP or hostname is taken, or the VMID holds a pod with a different spec; nothing was changed.",
 	exitAuth:        "PVE refused the API token or it lacks a privilege; nothing was changed.",
 	exitTimeout:     "A PVE task or wait ran out of time; what this run created was rolled back (see --task-timeout and --http-timeout).",
-	exitUnreachable: "PVE did not answer, so whether the last action happened is unknown; run the same command again to converge.",
+	exitUnreachable: "PVE could not be reached (refused connection, untrusted certificate) or did not answer, so whether the last action happened is unknown; the message says what to fix, then run the same command again to converge.",
 	exitRefused:     "A safety rule refused the action; nothing was changed.",
 	exitBusy:        "A PVE lock (a backup, clone or migration) stayed held past the wait; what this run created was rolled back, run the command again later.",
 	exitLeftBehind:  "The run failed and left a CT behind; run the same command again to finish it, or destroy it as the message says.",
+	exitRegistry:    "The IPAM registry file is empty, damaged or has no lease list, so nothing was changed; restore it, or move it aside and rebuild it from PVE with cloudpod ip sync --repair.",
 	exitInterrupted: "Stopped on request; run the same command again to finish, as the message says.",
 }
 

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
@@ -36,6 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{"no answer", step(refused, false), exitUnreachable},
 		{"HTTP timeout", step(slow, false), exitTimeout},
 		{"refused", fmt.Errorf("destroy CT 9000: %w", provisioner.ErrRefused), exitRefused},
+		{"registry corrupt", step(fmt.Errorf("IPAM: %w", &ipam.RegistryError{Path: "/var/lib/cloudpods/ipam.json", Problem: "is empty (0 bytes)"}), false), exitRegistry},
 		{"plain failure", step(&pve.TaskError{Type: "vzstart", ExitStatus: "startup for container '9101' failed"}, false), exitFailed},
 	}
 	seen := map[int]bool{}

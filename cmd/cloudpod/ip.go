@@ -98,7 +98,7 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 			return run(cmd, args, a)
 		}
 	}
-	next := &cobra.Command{Use: "next", Short: "Print the next free IP (and VMID) without reserving it", Args: cobra.NoArgs,
+	next := &cobra.Command{Use: "next", Short: "Print the next free IP and VMID without reserving them", Args: cobra.NoArgs,
 		RunE: withAllocator(func(cmd *cobra.Command, _ []string, a *ipam.Allocator) error {
 			ip, vmid, err := a.Next(cmd.Context())
 			if err != nil {
@@ -107,7 +107,7 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 			if g.output == "json" {
 				writeJSON(g.stdout, map[string]interface{}{"ip": ip.String(), "vmid": vmid})
 			} else {
-				fmt.Fprintln(g.stdout, ip)
+				fmt.Fprintf(g.stdout, "IP %s  VMID %d\n", ip, vmid)
 			}
 			return nil
 		})}
@@ -152,7 +152,9 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 			}
 			l, err := a.Reserve(cmd.Context(), req)
 			if err != nil {
-				return fmt.Errorf("%w: %v", provisioner.ErrConflict, err)
+				// IPAM's refusals are conflicts (provisioner.KindOf); a token
+				// PVE refused or a damaged registry keep their own codes.
+				return err
 			}
 			if g.output == "json" {
 				writeJSON(g.stdout, l)
@@ -181,7 +183,7 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 			return nil
 		})}
 	var repair bool
-	sync := &cobra.Command{Use: "sync", Short: "Compare the registry with every guest in PVE; --repair fixes drift", Args: cobra.NoArgs,
+	sync := &cobra.Command{Use: "sync", Short: "Report drift between the registry and every guest in PVE, both ways; --repair brings the registry to PVE's state", Args: cobra.NoArgs,
 		RunE: withAllocator(func(cmd *cobra.Command, _ []string, a *ipam.Allocator) error {
 			rep, err := a.Sync(cmd.Context(), repair)
 			if err != nil {
@@ -191,20 +193,49 @@ func newIPCommand(g *globalOptions) *cobra.Command {
 				writeJSON(g.stdout, rep)
 				return nil
 			}
-			fmt.Fprintf(g.stdout, "%d guests checked; %d recorded from PVE, %d leases without a guest, %d released, %d expired, %d conflicts\n",
-				rep.Guests, len(rep.Added), len(rep.Missing), len(rep.Released), len(rep.Expired), len(rep.Conflicts))
-			for _, l := range rep.Added {
-				fmt.Fprintf(g.stdout, "  recorded %s (VMID %d, %s): set in PVE, not in the registry\n", l.IP, l.VMID, l.Hostname)
-			}
-			for _, l := range rep.Missing {
-				fmt.Fprintf(g.stdout, "  %s (VMID %d, %s) is assigned but no guest has it%s\n", l.IP, l.VMID, l.Hostname, map[bool]string{true: ": released", false: " (--repair releases it)"}[repair])
-			}
-			for _, c := range rep.Conflicts {
-				fmt.Fprintf(g.stdout, "  conflict on %s: %s\n", c.IP, c.Reason)
-			}
+			printSync(g, rep)
 			return nil
 		})}
-	sync.Flags().BoolVar(&repair, "repair", false, "release leases whose guest is gone")
+	sync.Flags().BoolVar(&repair, "repair", false, "fix the drift: record what PVE's guests use, release leases PVE contradicts or no longer has, take owners from the pods' markers")
 	cmd.AddCommand(next, list, reserve, release, sync)
 	return cmd
+}
+
+// printSync says what sync found, each drift once, and what repair did or
+// would do about it.
+func printSync(g *globalOptions, rep ipam.SyncReport) {
+	did := map[bool]string{true: "", false: " (--repair fixes it)"}[rep.Repaired]
+	verb := map[bool]string{true: "repaired", false: "found"}[rep.Repaired]
+	if rep.InSync() {
+		fmt.Fprintf(g.stdout, "%d guests checked: the registry matches PVE\n", rep.Guests)
+		return
+	}
+	fmt.Fprintf(g.stdout, "%d guests checked, drift %s: %d in PVE only, %d leases without a guest, %d expired, %d conflicts, %d claimed in SDN only\n",
+		rep.Guests, verb, len(rep.Added), len(rep.Missing), len(rep.Expired), len(rep.Conflicts), len(rep.Unregistered))
+	for _, l := range rep.Added {
+		fmt.Fprintf(g.stdout, "  PVE: %s (VMID %d, %s) is used in PVE, not in the registry%s\n", addrOrNone(l.IP), l.VMID, l.Hostname, did)
+	}
+	for _, l := range rep.Missing {
+		fmt.Fprintf(g.stdout, "  registry: %s (VMID %d, %s) is assigned but no guest has VMID %d%s\n", l.IP, l.VMID, l.Hostname, l.VMID, did)
+	}
+	for _, l := range rep.Expired {
+		fmt.Fprintf(g.stdout, "  registry: the reservation of %s (VMID %d, %s) expired%s\n", l.IP, l.VMID, l.Hostname, did)
+	}
+	for _, c := range rep.Conflicts {
+		fix := did
+		if !c.Fixed && rep.Repaired {
+			fix = " (fix it in PVE)"
+		}
+		fmt.Fprintf(g.stdout, "  conflict on %s: %s%s\n", addrOrNone(c.IP), c.Reason, fix)
+	}
+	for _, ip := range rep.Unregistered {
+		fmt.Fprintf(g.stdout, "  SDN: %s is claimed in PVE's SDN IPAM with no lease or guest (another controller's create in flight, or left over)\n", ip)
+	}
+}
+
+func addrOrNone(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return "(no address)"
+	}
+	return ip.String()
 }

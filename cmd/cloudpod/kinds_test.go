@@ -43,6 +43,12 @@ func (f failingFlows) Inspect(ctx context.Context, node string, vmid int) (provi
 	return provisioner.DestroyResult{}, f.err
 }
 
+// NodeLimits fails too: the service then leaves the bounds to the job's
+// preflight, and the job fails with the kind under test.
+func (f failingFlows) NodeLimits(ctx context.Context, node string) (provisioner.NodeLimits, error) {
+	return provisioner.NodeLimits{}, f.err
+}
+
 // TestErrorKindsThroughCLIAndService: every kind of failure, through the
 // CLI (its exit code) and through the service (the HTTP status of a
 // synchronous answer, the JSON kind of that answer and of a failed job):
@@ -71,6 +77,7 @@ func TestErrorKindsThroughCLIAndService(t *testing.T) {
 		{provisioner.KindLeftBehind, step(&pve.TaskError{Type: "vzstart", ExitStatus: "startup failed"}, true), 10, http.StatusBadGateway},
 		{provisioner.KindInterrupted, step(fmt.Errorf("%w before step start", provisioner.ErrInterrupted), true), 130, http.StatusServiceUnavailable},
 		{provisioner.KindNotFound, fmt.Errorf("read CT 9101: %w", &pve.APIError{Method: "GET", Status: 500, Message: "Configuration file 'nodes/pve/lxc/9101.conf' does not exist"}), 1, http.StatusNotFound},
+		{provisioner.KindRegistry, step(fmt.Errorf("IPAM: %w", &ipam.RegistryError{Path: "/var/lib/cloudpods/ipam.json", Problem: `has no lease list ("leases" is null or missing)`}), false), 11, http.StatusInternalServerError},
 		{provisioner.KindFailed, step(&pve.TaskError{Type: "vzstart", ExitStatus: "startup for container '9101' failed"}, false), 1, http.StatusBadGateway},
 	}
 	covered := map[provisioner.Kind]bool{}

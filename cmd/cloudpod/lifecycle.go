@@ -60,9 +60,16 @@ the golden template and any VMID under 100; a guest with protection mode on. Bac
 			if err != nil {
 				return err
 			}
-			req.VMID, req.Requester, req.Reporter = vmid, g.requester, newProgress(g)
+			prog := newProgress(g)
+			defer prog.Close()
+			req.VMID, req.Requester, req.Reporter = vmid, g.requester, prog
 			if req.Force && !yes {
-				req.Confirm = g.confirmDestroy
+				req.Confirm = func(ctx context.Context, pod provisioner.DestroyResult) error {
+					// The question needs the terminal's last line.
+					prog.pause()
+					defer prog.resume()
+					return g.confirmDestroy(ctx, pod)
+				}
 			}
 			return runDestroy(cmd.Context(), g, prov, req)
 		},
@@ -229,8 +236,10 @@ snapshot), zstd, notes naming hostname, vmid and tenant. The storage's own reten
 				}
 				return runBackupList(cmd.Context(), g, prov, req.Node, req.VMID, only)
 			}
-			req.Requester, req.Reporter = g.requester, newProgress(g)
+			prog := newProgress(g)
+			req.Requester, req.Reporter = g.requester, prog
 			b, err := prov.Backup(cmd.Context(), req)
+			prog.Close()
 			if g.output == "json" {
 				writeJSON(g.stdout, resultLine(b, err))
 			} else if err == nil {
@@ -286,21 +295,40 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%d KiB", n>>10)
 }
 
-// healthError carries health's exit code (1 degraded, 2 down or unknown)
+// healthError carries health's exit code (1 degraded, 2 down, 3 unknown)
 // without an error message: the report is the message.
 type healthError struct{ code int }
 
 func (e *healthError) Error() string { return "" }
 
+// Health's exit codes (README "Exit codes").
+const (
+	exitHealthy  = 0
+	exitDegraded = 1
+	exitDown     = 2
+	// exitUnknown: PVE could not be asked, or --deep could not look
+	// inside an otherwise healthy pod.
+	exitUnknown = 3
+)
+
 // healthCode is a state's exit code.
 func healthCode(state string) int {
 	switch state {
 	case provisioner.Healthy:
-		return 0
+		return exitHealthy
 	case provisioner.Degraded:
-		return 1
+		return exitDegraded
+	case provisioner.Down:
+		return exitDown
 	}
-	return 2
+	return exitUnknown
+}
+
+// healthSeverity orders health's exit codes for --all, whose exit code is
+// the worst pod's: a pod down is worse than one degraded, which is worse
+// than one not known to be healthy.
+func healthSeverity(code int) int {
+	return map[int]int{exitHealthy: 0, exitUnknown: 1, exitDegraded: 2, exitDown: 3}[code]
 }
 
 func newHealthCommand(g *globalOptions) *cobra.Command {
@@ -308,11 +336,12 @@ func newHealthCommand(g *globalOptions) *cobra.Command {
 	var all, deep bool
 	cmd := &cobra.Command{
 		Use:   "health VMID | health --all",
-		Short: "Check CloudPods: exit 0 healthy, 1 degraded, 2 down or unknown",
+		Short: "Check CloudPods: exit 0 healthy, 1 degraded, 2 down, 3 unknown",
 		Long: `Check CloudPods: PVE status, uptime, CPU/memory/disk use against the limits, locks, and drift of the
 config (IP, gateway, hostname, cores, memory, swap, tag) from the spec in the ownership marker. --deep also
 looks inside over the console: default route, gateway ping, resolver, DNS resolution, the template's services.
-One line per pod (JSON with -o json); the exit code is the worst pod's: 0 healthy, 1 degraded, 2 down or unknown.`,
+One line per pod (JSON with -o json); the exit code is the worst pod's: 0 healthy, 1 degraded, 2 down, 3 unknown
+(PVE could not be asked, or --deep could not look inside a pod that is otherwise healthy; the line says why).`,
 		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (len(args) == 1) == all {
@@ -348,7 +377,9 @@ One line per pod (JSON with -o json); the exit code is the worst pod's: 0 health
 				} else {
 					fmt.Fprintln(g.stdout, healthLine(h))
 				}
-				worst = max(worst, healthCode(h.State))
+				if code := healthCode(h.State); healthSeverity(code) > healthSeverity(worst) {
+					worst = code
+				}
 			}
 			if worst > 0 {
 				return &healthError{code: worst}
@@ -391,7 +422,11 @@ func healthLine(h provisioner.Health) string {
 	if len(h.Problems) > 0 {
 		fmt.Fprintf(&b, " — %s", strings.Join(h.Problems, "; "))
 	}
-	if len(h.Warnings) > 0 {
+	switch {
+	case len(h.Warnings) > 0 && h.State == provisioner.Unknown && len(h.Problems) == 0:
+		// The warnings are why it is not known.
+		fmt.Fprintf(&b, " — %s", strings.Join(h.Warnings, "; "))
+	case len(h.Warnings) > 0:
 		fmt.Fprintf(&b, " (note: %s)", strings.Join(h.Warnings, "; "))
 	}
 	return b.String()

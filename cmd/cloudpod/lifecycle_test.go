@@ -25,9 +25,10 @@ const (
 // cli is a simulator and the flags that point the CLI at it, with its own
 // IPAM registry, audit log and (empty) settings file.
 type cli struct {
-	sim   *pvesim.Sim
-	flags []string
-	audit string
+	sim      *pvesim.Sim
+	flags    []string
+	audit    string
+	ipamFile string
 }
 
 // skipIfShort skips an end-to-end test under -short, which runs the fast
@@ -65,9 +66,9 @@ func startCLIWith(t *testing.T, mutate func(*pvesim.Config)) *cli {
 			t.Fatal(err)
 		}
 	}
-	c := &cli{sim: sim, audit: filepath.Join(dir, "audit.log")}
+	c := &cli{sim: sim, audit: filepath.Join(dir, "audit.log"), ipamFile: filepath.Join(dir, "ipam.json")}
 	c.flags = []string{"--config", settings, "--pve-url", sim.URL(), "--token-id", testTokenID, "--token-file", tokenFile,
-		"--fingerprint", sim.Fingerprint(), "--audit-log", c.audit, "--ipam-file", filepath.Join(dir, "ipam.json"), "--requester", "ops"}
+		"--fingerprint", sim.Fingerprint(), "--audit-log", c.audit, "--ipam-file", c.ipamFile, "--requester", "ops"}
 	return c
 }
 
@@ -117,6 +118,12 @@ func TestLifecycleCommandsAgainstTheSimulator(t *testing.T) {
 			stdout: []string{"CT 9101 migra-client-01 (10.1.10.91) degraded", "config drift: cores 3, want 2"}},
 		{name: "health of a missing pod", before: func(t *testing.T) { must(t, c.sim.SetConfig(9101, "cores", "2")) }, args: []string{"health", "9199"}, code: 2,
 			stdout: []string{"CT 9199 down — CT 9199 does not exist on node pve"}},
+		{name: "health, deep, where the console gives no shell", before: func(t *testing.T) { must(t, c.sim.SetConfig(9101, "cmode", "tty")) },
+			args: []string{"health", "9101", "--deep"}, code: exitUnknown, lines: 1,
+			stdout: []string{"CT 9101 migra-client-01 (10.1.10.91) unknown: up ", " — deep checks skipped: the console of CT 9101 gave no shell within 3s (configured cmode tty)"}},
+		{name: "health of all, deep, the console a shell again", before: func(t *testing.T) { must(t, c.sim.SetConfig(9101, "cmode", "shell")) },
+			args: []string{"health", "--all", "--deep"}, code: exitHealthy, lines: 2},
+		{name: "show of a missing pod", args: []string{"show", "9199"}, code: exitFailed, stderr: []string{"cloudpod: CT 9199 does not exist on node pve.\n"}},
 		{name: "health needs a VMID or --all", args: []string{"health"}, code: exitUsage, stderr: []string{"give one VMID or --all"}},
 		{name: "health of all", args: []string{"health", "--all"}, lines: 2, stdout: []string{"CT 9101 ", "CT 9102 "}},
 		{name: "backup", args: []string{"backup", "9101"}, lines: 2, stdout: []string{"backup of CT 9101: vzdump-backups:backup/vzdump-lxc-9101-", "mode snapshot) on vzdump-backups"}},
@@ -271,5 +278,33 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHealthExitCodeOfAll: --all exits with the worst pod's code, down
+// before degraded before unknown before healthy.
+func TestHealthExitCodeOfAll(t *testing.T) {
+	worst := func(states ...string) int {
+		w := exitHealthy
+		for _, st := range states {
+			if code := healthCode(st); healthSeverity(code) > healthSeverity(w) {
+				w = code
+			}
+		}
+		return w
+	}
+	for _, tt := range []struct {
+		states []string
+		want   int
+	}{
+		{[]string{provisioner.Healthy, provisioner.Healthy}, exitHealthy},
+		{[]string{provisioner.Healthy, provisioner.Unknown}, exitUnknown},
+		{[]string{provisioner.Unknown, provisioner.Degraded, provisioner.Healthy}, exitDegraded},
+		{[]string{provisioner.Down, provisioner.Unknown}, exitDown},
+		{[]string{provisioner.Degraded, provisioner.Down}, exitDown},
+	} {
+		if got := worst(tt.states...); got != tt.want {
+			t.Errorf("%v: exit %d, want %d", tt.states, got, tt.want)
+		}
 	}
 }

@@ -23,5 +23,8 @@ func main() {
 		<-sigs
 		cancel()
 	}()
+	if isRestricted(os.Args[0]) {
+		os.Exit(executeRestricted(ctx, stop, os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(execute(ctx, stop, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -19,6 +19,13 @@ import (
 	"github.com/migrahosting/cloudpods/provisioner/pve/goproxmox"
 )
 
+// configPath is the settings file read when neither --config nor
+// $CLOUDPODS_CONFIG names one, and the only one cloudpod-create reads
+// (restricted.go). Packagers may compile in another:
+//
+//	go build -ldflags "-X main.configPath=/usr/local/etc/cloudpods.env" ./cmd/cloudpod
+var configPath = "/etc/cloudpods/cloudpods.env"
+
 // globalOptions are the connection and output settings every command shares.
 type globalOptions struct {
 	configFile  string
@@ -48,7 +55,7 @@ type globalOptions struct {
 }
 
 func (g *globalOptions) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&g.configFile, "config", "", "settings file of KEY=VALUE lines (PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_FILE, …); default $CLOUDPODS_CONFIG or /etc/cloudpods/cloudpods.env if present")
+	fs.StringVar(&g.configFile, "config", "", "settings file of KEY=VALUE lines (PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_FILE, …); default $CLOUDPODS_CONFIG or "+configPath+" if present")
 	fs.StringVar(&g.url, "pve-url", "", "PVE API address, https://host:8006 (env PVE_URL)")
 	fs.StringVar(&g.tokenID, "token-id", "", "API token id, user@realm!name (env PVE_TOKEN_ID)")
 	fs.StringVar(&g.tokenFile, "token-file", "", "file holding the token secret, so it never appears in argv (env PVE_TOKEN_FILE; or PVE_TOKEN_SECRET)")
@@ -75,7 +82,7 @@ func (g *globalOptions) resolve(fs *pflag.FlagSet) error {
 	}
 	explicit := path != ""
 	if path == "" {
-		path = "/etc/cloudpods/cloudpods.env"
+		path = configPath
 	}
 	if f, err := os.Open(path); err == nil {
 		defer f.Close()
@@ -112,17 +119,27 @@ func (g *globalOptions) resolve(fs *pflag.FlagSet) error {
 	pick("console-user", &g.consoleUser, "PVE_CONSOLE_USER")
 	pick("console-password-file", &g.consolePass, "PVE_CONSOLE_PASSWORD_FILE")
 	pick("audit-log", &g.auditLog, "CLOUDPODS_AUDIT_LOG")
+	pick("ipam", &g.ipam.backend, "CLOUDPODS_IPAM")
 	pick("ipam-file", &g.ipam.file, "CLOUDPODS_IPAM_FILE")
+	pick("ip-range", &g.ipam.addrRange, "CLOUDPODS_IP_RANGE")
+	pick("vmid-range", &g.ipam.vmidRange, "CLOUDPODS_VMID_RANGE")
+	pick("sdn-zone", &g.ipam.sdnZone, "CLOUDPODS_SDN_ZONE")
+	pick("sdn-vnet", &g.ipam.sdnVnet, "CLOUDPODS_SDN_VNET")
 	if g.tokenFile != "" {
-		b, err := os.ReadFile(g.tokenFile)
+		secret, err := readSecretFile("--token-file", g.tokenFile)
 		if err != nil {
-			return fmt.Errorf("%w: token file: %v", errUsage, err)
+			return err
 		}
-		g.tokenSecret = strings.TrimSpace(string(b))
+		g.tokenSecret = secret
 	} else if v := g.getenv("PVE_TOKEN_SECRET"); v != "" {
 		g.tokenSecret = v
-	} else {
-		g.tokenSecret = file["PVE_TOKEN_SECRET"]
+	} else if v := file["PVE_TOKEN_SECRET"]; v != "" {
+		// The secret is in the settings file itself, which then is a
+		// secret file.
+		if err := checkSecretMode("the config file", path); err != nil {
+			return err
+		}
+		g.tokenSecret = v
 	}
 	if g.requester == "" {
 		g.requester = firstNonEmpty(g.getenv("SUDO_USER"), g.getenv("USER"))
@@ -170,11 +187,11 @@ func (g *globalOptions) client(log logrus.FieldLogger) (pve.API, error) {
 		if g.consolePass == "" {
 			return nil, fmt.Errorf("%w: --console-user needs --console-password-file", errUsage)
 		}
-		b, err := os.ReadFile(g.consolePass)
+		password, err := readSecretFile("--console-password-file", g.consolePass)
 		if err != nil {
-			return nil, fmt.Errorf("%w: console password file: %v", errUsage, err)
+			return nil, err
 		}
-		opts.Console = &goproxmox.ConsoleLogin{User: g.consoleUser, Password: strings.TrimSpace(string(b))}
+		opts.Console = &goproxmox.ConsoleLogin{User: g.consoleUser, Password: password}
 	}
 	c, err := goproxmox.New(opts)
 	if err != nil {
@@ -211,12 +228,21 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	g.bind(root.PersistentFlags())
 	root.AddCommand(newCreateCommand(g), newDestroyCommand(g), newBackupCommand(g), newHealthCommand(g), newListCommand(g), newIPCommand(g), newShowCommand(g))
 	root.AddCommand(newServeCommand(g))
+	root.AddCommand(newStorageCommand(g))
+	root.AddCommand(newTemplateCommand(g))
+	root.AddCommand(newCTCommand(g))
+	root.AddCommand(newOpenWrtCommand(g))
 	return root
 }
 
 // execute runs the CLI and returns the process exit code.
 func execute(ctx context.Context, stop <-chan struct{}, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr, stop: stop, getenv: os.Getenv}
+	return run(ctx, &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr, stop: stop, getenv: os.Getenv}, args)
+}
+
+// run runs the CLI with g's streams and sources of settings.
+func run(ctx context.Context, g *globalOptions, args []string) int {
+	stdin, stdout, stderr := g.stdin, g.stdout, g.stderr
 	root := newRootCommand(g)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -229,12 +255,26 @@ func execute(ctx context.Context, stop <-chan struct{}, args []string, stdin io.
 		return he.code
 	}
 	if err != nil {
+		msg := errorMessage(err)
 		if g.output == "json" {
 			code := exitCode(err)
-			writeJSON(stdout, map[string]interface{}{"type": "error", "error": err.Error(), "exit_code": code, "meaning": exitSentences[code]})
+			writeJSON(stdout, map[string]interface{}{"type": "error", "error": msg, "exit_code": code, "meaning": exitSentences[code]})
 		} else {
-			fmt.Fprintf(stderr, "cloudpod: %s\n", strings.TrimPrefix(err.Error(), "usage: "))
+			fmt.Fprintf(stderr, "cloudpod: %s\n", strings.TrimPrefix(msg, "usage: "))
 		}
 	}
 	return exitCode(err)
+}
+
+// errorMessage is what the operator reads: a failure to talk to PVE at all
+// (the token refused, nothing answering, the certificate not trusted) as
+// pve.Explain's one sentence naming the fix, whichever command met it; a
+// flow's step error as it is, since it also says what was left or rolled
+// back (the flows explain such failures themselves).
+func errorMessage(err error) string {
+	var se *provisioner.StepError
+	if sentence, ok := pve.Explain(err); ok && !errors.As(err, &se) {
+		return sentence
+	}
+	return err.Error()
 }

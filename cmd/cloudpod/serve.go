@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -33,6 +32,7 @@ type serveOptions struct {
 	queueSize       int
 	retention       time.Duration
 	shutdownTimeout time.Duration
+	metricsPublic   bool
 
 	node     string
 	template int
@@ -60,6 +60,7 @@ var serveEnv = []struct{ flag, env string }{
 	{"queue-size", "CLOUDPODS_QUEUE_SIZE"},
 	{"job-retention", "CLOUDPODS_JOB_RETENTION"},
 	{"shutdown-timeout", "CLOUDPODS_SHUTDOWN_TIMEOUT"},
+	{"metrics-public", "CLOUDPODS_METRICS_PUBLIC"},
 	{"node", "CLOUDPODS_NODE"},
 	{"template", "CLOUDPODS_TEMPLATE"},
 	{"storage", "CLOUDPODS_STORAGE"},
@@ -93,6 +94,9 @@ environment variable shown in its help.`,
 			if err != nil {
 				return err
 			}
+			if err := checkSecretMode("--auth-file", o.authFile); err != nil {
+				return err
+			}
 			tokens, err := service.LoadTokens(o.authFile)
 			if err != nil {
 				return fmt.Errorf("%w: %v", errUsage, err)
@@ -101,7 +105,6 @@ environment variable shown in its help.`,
 				return err
 			}
 			log := serveLogger(g, cmd.Flags().Changed("log-level"))
-			warnReadable(log, o.authFile)
 			pveMetrics := service.NewPVEMetrics()
 			g.observe = pveMetrics.Observe
 			api, err := g.client(log)
@@ -133,7 +136,7 @@ environment variable shown in its help.`,
 					_, err := api.Version(ctx)
 					return err
 				},
-				Workers: o.workers, QueueSize: o.queueSize, Retention: o.retention,
+				Workers: o.workers, QueueSize: o.queueSize, Retention: o.retention, MetricsPublic: o.metricsPublic,
 			}, log)
 		},
 	}
@@ -144,10 +147,11 @@ environment variable shown in its help.`,
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.BoolVar(&o.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (tokens cross the network in clear)")
 	f.StringVar(&o.stateDir, "state-dir", "/var/lib/cloudpods/jobs", "directory of the job store (one JSON file per job)")
-	f.IntVar(&o.workers, "workers", 4, "jobs run at once")
-	f.IntVar(&o.queueSize, "queue-size", 32, "jobs that may wait before the API answers 503")
+	f.IntVar(&o.workers, "workers", service.DefaultWorkers, "jobs run at once")
+	f.IntVar(&o.queueSize, "queue-size", service.DefaultQueueSize, "jobs that may wait for a worker before the API answers 503 with Retry-After")
 	f.DurationVar(&o.retention, "job-retention", 7*24*time.Hour, "how long finished jobs (and their idempotency keys) are kept")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 5*time.Minute, "on SIGTERM, how long running jobs get to reach a step boundary before they are aborted")
+	f.BoolVar(&o.metricsPublic, "metrics-public", false, "serve /metrics without a token (/healthz and /readyz always are)")
 	f.StringVar(&o.node, "node", def.Node, "PVE node pods are made on")
 	f.IntVar(&o.template, "template", def.Template, "default golden template VMID")
 	f.StringVar(&o.storage, "storage", def.Storage, "default rootfs storage")
@@ -244,12 +248,6 @@ func serveLogger(g *globalOptions, levelSet bool) *logrus.Logger {
 		l.SetLevel(lvl)
 	}
 	return l
-}
-
-func warnReadable(log logrus.FieldLogger, path string) {
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		log.WithField("auth_file", path).Warnf("the auth file is readable by others (mode %04o): chmod 600 it", st.Mode().Perm())
-	}
 }
 
 // runServe serves until stop closes (the first SIGTERM) or ctx ends (the

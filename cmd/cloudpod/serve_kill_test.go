@@ -41,9 +41,15 @@ type serveChild struct {
 // address comes from its "listening" log line, as an operator would read it.
 func startServe(t *testing.T, args []string) *serveChild {
 	t.Helper()
+	return startServeProgram(t, os.Args[0], append(os.Environ(), "CLOUDPODS_CLI_CHILD=1"), args)
+}
+
+// startServeProgram runs `program serve args...` with env.
+func startServeProgram(t *testing.T, program string, env, args []string) *serveChild {
+	t.Helper()
 	c := &serveChild{t: t, done: make(chan error, 1)}
-	c.cmd = exec.Command(os.Args[0], append([]string{"serve"}, args...)...)
-	c.cmd.Env = append(os.Environ(), "CLOUDPODS_CLI_CHILD=1")
+	c.cmd = exec.Command(program, append([]string{"serve"}, args...)...)
+	c.cmd.Env = env
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

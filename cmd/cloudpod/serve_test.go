@@ -123,6 +123,9 @@ func (quietFlows) List(ctx context.Context, tenant, status string) ([]provisione
 func (quietFlows) Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, error) {
 	return provisioner.DestroyResult{}, pve.ErrNotFound
 }
+func (quietFlows) NodeLimits(ctx context.Context, node string) (provisioner.NodeLimits, error) {
+	return provisioner.NodeLimits{Node: node}, nil
+}
 
 // selfSigned writes a certificate for 127.0.0.1 and returns its files and
 // a pool trusting it.

@@ -26,6 +26,9 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			info, err := prov.Inspect(cmd.Context(), node, vmid)
+			if provisioner.KindOf(err) == provisioner.KindNotFound {
+				return fmt.Errorf("CT %d does not exist on node %s.%w", vmid, node, quiet{err})
+			}
 			if err != nil {
 				return err
 			}
@@ -66,3 +69,11 @@ func orNone(l []string) string {
 	}
 	return strings.Join(l, ", ")
 }
+
+// quiet keeps an error in the chain, where its kind decides the exit code,
+// without its text in the message (PVE's own words about a missing
+// config file, when one sentence of ours says it).
+type quiet struct{ err error }
+
+func (q quiet) Error() string { return "" }
+func (q quiet) Unwrap() error { return q.err }

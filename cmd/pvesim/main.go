@@ -45,6 +45,7 @@ type options struct {
 	netplan         string
 	guestCache      string
 	mirror          string
+	noTemplate      bool
 }
 
 func main() {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.netplan, "netplan", "1.1", "the template's netplan.io line: 1.1 (apply fails in an unprivileged CT, as on an updated Ubuntu 24.04) or 1.0 (apply works); with --guests lxc, 1.1 is Debian trixie's 1.1.2 and 1.0 bookworm's 0.106")
 	fs.StringVar(&o.guestCache, "guest-cache", "", "with --guests lxc: where built template root filesystems are kept (default /var/cache/cloudpods/pvesim)")
 	fs.StringVar(&o.mirror, "mirror", "", "with --guests lxc: the Debian mirror to build the template from (default: the one the host's apt sources name)")
+	fs.BoolVar(&o.noTemplate, "no-template", false, "start without the golden template CT 9000 and its Ubuntu 24.04 archive, as before `cloudpod template build`")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -121,6 +123,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		Netplan:         o.netplan,
 		GuestCache:      o.guestCache,
 		Mirror:          o.mirror,
+		NoTemplate:      o.noTemplate,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}

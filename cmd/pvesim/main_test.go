@@ -88,3 +88,28 @@ func TestPackageFlags(t *testing.T) {
 		t.Errorf("unknown level: %v", err)
 	}
 }
+
+// TestNoTemplateFlag: --no-template starts a node without CT 9000 and
+// without the Ubuntu archive it was made from.
+func TestNoTemplateFlag(t *testing.T) {
+	o, err := parseFlags([]string{"--listen", "127.0.0.1:0", "--no-template", "--token-secret", "s"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := o.config(nil)
+	if err != nil || !cfg.NoTemplate {
+		t.Fatalf("config %+v %v", cfg, err)
+	}
+	cfg.DataDir = t.TempDir()
+	sim, err := pvesim.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if _, ok := sim.Guest(9000); ok {
+		t.Error("CT 9000 exists")
+	}
+	if _, ok := sim.ContentFile("local:vztmpl/ubuntu-24.04-standard_24.04-2_amd64.tar.zst"); ok {
+		t.Error("the Ubuntu archive is on local")
+	}
+}

@@ -24,10 +24,15 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
-	guest := fmt.Sprintf("%s %d", e.Kind.Noun(), e.VMID)
-	s := fmt.Sprintf("%s: step %s failed: %v", guest, e.Step, e.Err)
+	// A flow about no guest (a template download) or one whose VMID is
+	// not known yet names none.
+	guest := ""
+	if e.VMID != 0 {
+		guest = fmt.Sprintf("%s %d: ", e.Kind.Noun(), e.VMID)
+	}
+	s := fmt.Sprintf("%sstep %s failed: %v", guest, e.Step, e.Err)
 	if errors.Is(e.Err, ErrInterrupted) {
-		s = fmt.Sprintf("%s: stopped on request before step %s", guest, e.Step)
+		s = fmt.Sprintf("%sstopped on request before step %s", guest, e.Step)
 	}
 	if e.RolledBack != "" {
 		s += "; " + e.RolledBack

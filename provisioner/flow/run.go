@@ -20,6 +20,8 @@ type Options struct {
 	// step (IPAM picks it). Nil reads as 0.
 	Kind pve.GuestKind
 	VMID func() int
+	// Name is the guest's name (a pod's hostname), in events.
+	Name string
 	// Reporter hears every event; nil drops them.
 	Reporter Reporter
 	// Stop asks the run to stop at the next step boundary (SIGINT, a
@@ -243,7 +245,25 @@ func (r *Run) stopRequested() bool {
 // "rollback").
 func (r *Run) Event(step string, ph Phase, msg string) {
 	now := r.opts.Now()
-	r.opts.Reporter.Report(Event{Time: now, VMID: r.opts.VMID(), Step: step, Phase: ph, Message: msg, Elapsed: now.Sub(r.start)})
+	r.opts.Reporter.Report(Event{Time: now, VMID: r.opts.VMID(), Name: r.opts.Name, Step: step, Phase: ph, Message: msg, Elapsed: now.Sub(r.start)})
+}
+
+// Live says the reporter shows progress as it happens, so a long wait is
+// worth reporting on (Progress).
+func (r *Run) Live() bool {
+	l, ok := r.opts.Reporter.(LiveReporter)
+	return ok && l.Live()
+}
+
+// Progress returns what reports where the running step is (PhaseProgress)
+// to a live reporter; nil when the reporter is not live. It may be called
+// from another goroutine while the step waits, until the step returns.
+func (r *Run) Progress() func(msg string) {
+	if !r.Live() {
+		return nil
+	}
+	step := r.currentName()
+	return func(msg string) { r.Event(step, PhaseProgress, msg) }
 }
 
 func (r *Run) currentName() string {

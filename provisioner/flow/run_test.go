@@ -365,3 +365,54 @@ func TestAuditHearsTheOutcome(t *testing.T) {
 		t.Errorf("audited %v, want once with %v", got, err)
 	}
 }
+
+// liveTrace is a trace that shows progress as it happens.
+type liveTrace struct{ trace }
+
+func (*liveTrace) Live() bool { return true }
+
+// TestProgressReachesLiveReportersOnly: a step's progress (from another
+// goroutine, as a task log reader reports) reaches a live reporter as
+// PhaseProgress of that step; for another reporter there is nothing to
+// report to. Events carry the guest's name.
+func TestProgressReachesLiveReportersOnly(t *testing.T) {
+	live := &liveTrace{}
+	var names []string
+	r := New(Options{VMID: func() int { return 0 }, Name: "web-01", Reporter: ReporterFunc(func(e Event) {
+		names = append(names, e.Name)
+		live.Report(e)
+	})})
+	if r.Live() {
+		t.Fatal("a ReporterFunc is not live")
+	}
+	r = New(Options{VMID: func() int { return 0 }, Name: "web-01", Reporter: live})
+	err := r.Execute(context.Background(), []Step{{Name: "clone", Run: func(context.Context) error {
+		show := r.Progress()
+		if show == nil {
+			return errors.New("no progress for a live reporter")
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); show("copying 45%") }()
+		<-done
+		return nil
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := live.get(), []string{"clone start", "clone progress: copying 45%", "clone done"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	quiet := &trace{}
+	r = New(Options{Reporter: quiet, Name: "web-01"})
+	_ = r.Execute(context.Background(), []Step{{Name: "clone", Run: func(context.Context) error {
+		if r.Progress() != nil {
+			t.Error("a reporter that is not live got a progress function")
+		}
+		return nil
+	}}})
+	r = New(Options{Name: "web-01", Reporter: ReporterFunc(func(e Event) { names = append(names, e.Name) })})
+	_ = r.Execute(context.Background(), []Step{{Name: "a", Run: func(context.Context) error { return nil }}})
+	if len(names) != 2 || names[0] != "web-01" || names[1] != "web-01" {
+		t.Errorf("event names %q", names)
+	}
+}

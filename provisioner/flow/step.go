@@ -57,6 +57,13 @@ func (s *skipped) Error() string { return "already done: " + s.why }
 // reported as the step's skip.
 func Skip(why string) error { return &skipped{why: why} }
 
+// IsSkip reports whether err is a Run's Skip: a step that runs another
+// step's Run inside its own (a sub-flow) passes it on.
+func IsSkip(err error) bool {
+	var s *skipped
+	return errors.As(err, &s)
+}
+
 // Rollback is what an undo is told: why the ledger is unwound, and where.
 type Rollback struct {
 	Cause Cause

@@ -52,8 +52,30 @@ type API interface {
 	// template flag tells when it is done.
 	ConvertToTemplate(ctx context.Context, g GuestRef) (Started, error)
 
+	// CreateGuest creates g from PVE's create parameters (POST
+	// /nodes/{node}/lxc or /qemu: config keys and create-only ones such as
+	// ostemplate, storage, password, ssh-public-keys, start); its answer
+	// names the vzcreate or qmcreate task. Secrets in params are never
+	// logged.
+	CreateGuest(ctx context.Context, g GuestRef, params map[string]string) (string, error)
+
 	Backup(ctx context.Context, node string, opts BackupOptions) (string, error)
 	StorageContent(ctx context.Context, node, storage, content string) ([]Volume, error)
+	// Appliances is PVE's appliance catalogue (GET /nodes/{node}/aplinfo).
+	Appliances(ctx context.Context, node string) ([]Appliance, error)
+	// DownloadAppliance has the node fetch a catalogue entry onto storage
+	// (POST /nodes/{node}/aplinfo), verified against the catalogue's
+	// checksum; the answer names the download task.
+	DownloadAppliance(ctx context.Context, node, storage, template string) (string, error)
+	// DownloadURL has the node fetch a URL onto storage (download-url);
+	// the answer names the download task.
+	DownloadURL(ctx context.Context, node, storage string, opts DownloadOptions) (string, error)
+	// UploadFile sends a file to storage (upload, multipart); the answer
+	// names the imgcopy task that moves it into place.
+	UploadFile(ctx context.Context, node, storage string, opts UploadOptions) (string, error)
+	// DeleteVolume removes a volume (DELETE …/storage/{storage}/content/
+	// {volume}); the answer names the task.
+	DeleteVolume(ctx context.Context, node, volid string) (string, error)
 
 	TaskStatus(ctx context.Context, node, upid string) (TaskStatus, error)
 	// Tasks lists node's tasks that f selects, running ones included,
@@ -133,6 +155,11 @@ type NodeStatus struct {
 	Online     bool
 	PVEVersion string
 	Uptime     time.Duration
+	// CPUs and Memory (bytes) are the node's logical CPUs and RAM, from
+	// its status (cpuinfo.cpus, memory.total): what one guest can get at
+	// most. Zero when PVE did not say (an offline node).
+	CPUs   int
+	Memory int64
 }
 
 type Storage struct {
@@ -235,7 +262,10 @@ type BackupOptions struct {
 }
 
 type Volume struct {
-	VolID   string
+	// VolID is storage:type/name, e.g. local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst.
+	VolID string
+	// Content is the volume's content type (vztmpl, iso, import, backup…).
+	Content string
 	Format  string
 	Size    int64
 	CTime   time.Time

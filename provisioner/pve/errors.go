@@ -3,6 +3,7 @@ package pve
 import (
 	"errors"
 	"fmt"
+	"net"
 	"sort"
 	"strings"
 )
@@ -265,4 +266,70 @@ func (e *TaskError) Is(target error) bool {
 		return strings.Contains(strings.ToLower(e.ExitStatus), "already running")
 	}
 	return false
+}
+
+// CertificateError is PVE's TLS certificate failing verification: not
+// signed by a trusted CA (PVE's own certificate is self-signed), or not the
+// one pinned. Fingerprint is the SHA-256 of the certificate PVE presented,
+// as PVE's GUI shows it, so the operator can compare and pin it.
+type CertificateError struct {
+	Fingerprint string
+	// Pinned is the fingerprint that was expected, when one was pinned.
+	Pinned string
+	Err    error
+}
+
+func (e *CertificateError) Error() string {
+	check := "check it in the PVE GUI (node > System > Certificates) and, if it matches, pin it with --fingerprint " + e.Fingerprint
+	if e.Pinned != "" {
+		return fmt.Sprintf("PVE presented a TLS certificate with SHA-256 fingerprint %s, not the pinned %s: if PVE's certificate was renewed, %s", e.Fingerprint, e.Pinned, check)
+	}
+	return fmt.Sprintf("PVE's TLS certificate is not trusted (%v); it presented SHA-256 fingerprint %s: %s", e.Err, e.Fingerprint, check)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
+// Explain is the one sentence for an operator about a failure to talk to
+// PVE at all, whatever was being asked: its certificate not trusted, the
+// token refused or lacking a privilege, nothing answering at the address.
+// It names the cause and the fix. ok is false for any other error (those
+// are about the request, and their own message says so).
+func Explain(err error) (sentence string, ok bool) {
+	var cert *CertificateError
+	if errors.As(err, &cert) {
+		return cert.Error(), true
+	}
+	var api *APIError
+	if errors.As(err, &api) {
+		switch {
+		case api.Status == 401:
+			return fmt.Sprintf("PVE refused the API token (%d %s): check the token id (--token-id, PVE_TOKEN_ID) and its secret (--token-file, PVE_TOKEN_SECRET), and that the token exists and has not expired (Datacenter > Permissions > API Tokens)",
+				api.Status, api.Message), true
+		case api.Status == 403:
+			return fmt.Sprintf("PVE denied %s %s to the API token (%d %s): grant the token and its user the CloudPods role (README: \"Token and minimal role\")",
+				api.Method, api.Path, api.Status, api.Message), true
+		}
+		return "", false
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Sprintf("PVE did not answer at %s (%v): check the address (--pve-url, PVE_URL), that pveproxy runs on the node, and that port 8006 is reachable from here",
+			op.Addr, unwrapAll(op.Err)), true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Sprintf("PVE's host name %s does not resolve (%v): check the address (--pve-url, PVE_URL) and this machine's DNS", dns.Name, dns.Err), true
+	}
+	return "", false
+}
+
+// unwrapAll is the innermost error: "connection refused", not the chain.
+func unwrapAll(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }

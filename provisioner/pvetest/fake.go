@@ -93,6 +93,10 @@ type Fake struct {
 	Perms pve.Permissions
 	// Online is each node's state; New has node pve online.
 	Online map[string]bool
+	// NodeCPUs and NodeMemory (bytes) are every online node's size; New
+	// has pvesim's 16 CPUs and 128 GiB.
+	NodeCPUs   int
+	NodeMemory int64
 	// StorageList and Bridges are every node's storages and bridges.
 	StorageList []pve.Storage
 	Bridges     []pve.HostInterface
@@ -115,6 +119,9 @@ type Fake struct {
 	taskFails map[string][]string
 	calls     []Call
 	seq       int
+	// store is the catalogue, what URLs serve and the files on storages
+	// (content.go).
+	store contentStore
 }
 
 type task struct {
@@ -132,8 +139,10 @@ const NetplanLeftover = "/etc/netplan/50-cloud-init.yaml"
 // bridge and the golden template CT 9000; the token holds every privilege.
 func New() *Fake {
 	return &Fake{
-		Perms:  pve.Permissions{"/": allPrivileges()},
-		Online: map[string]bool{"pve": true},
+		Perms:      pve.Permissions{"/": allPrivileges()},
+		Online:     map[string]bool{"pve": true},
+		NodeCPUs:   16,
+		NodeMemory: 128 << 30,
 		StorageList: []pve.Storage{
 			{ID: "clients-main", Type: "zfspool", Content: []string{"rootdir", "images"}, Active: true, Enabled: true, Total: 1 << 40, Avail: 1 << 39},
 			{ID: "vzdump-backups", Type: "dir", Content: []string{"backup"}, Active: true, Enabled: true, Total: 1 << 40, Avail: 1 << 39},
@@ -156,7 +165,7 @@ func allPrivileges() map[string]bool {
 	out := map[string]bool{}
 	for _, p := range []string{"VM.Clone", "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network",
 		"VM.Config.Options", "VM.Config.Disk", "VM.PowerMgmt", "VM.Console", "VM.Backup", "Datastore.AllocateSpace", "Datastore.Audit",
-		"SDN.Use", "Sys.Audit"} {
+		"SDN.Use", "Sys.Audit", "Datastore.Allocate", "Datastore.AllocateTemplate", "Sys.AccessNetwork", "Sys.Modify"} {
 		out[p] = true
 	}
 	return out
@@ -224,7 +233,7 @@ func (f *Fake) Mutations(since int) []string {
 	for _, c := range f.Calls()[since:] {
 		switch c.Method {
 		case "CloneGuest", "UpdateGuestConfig", "UpdateGuestConfigAsync", "StartGuest", "ShutdownGuest", "StopGuest",
-			"DeleteGuest", "ConvertToTemplate", "Backup":
+			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume":
 			out = append(out, c.String())
 		}
 	}
@@ -328,7 +337,11 @@ func (f *Fake) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, err
 	if !ok {
 		return pve.NodeStatus{}, fmt.Errorf("node %q: %w", node, pve.ErrNotFound)
 	}
-	return pve.NodeStatus{Node: node, Online: online, PVEVersion: "pve-manager/9.1.1", Uptime: time.Hour}, nil
+	st := pve.NodeStatus{Node: node, Online: online, PVEVersion: "pve-manager/9.1.1", Uptime: time.Hour}
+	if online {
+		st.CPUs, st.Memory = f.NodeCPUs, f.NodeMemory
+	}
+	return st, nil
 }
 
 func (f *Fake) Storages(ctx context.Context, node string) ([]pve.Storage, error) {
@@ -505,8 +518,19 @@ func (f *Fake) GuestInterfaces(ctx context.Context, g pve.GuestRef) ([]pve.Guest
 		return nil, refused("GET", g, "/interfaces", fmt.Sprintf("CT %d not running", g.VMID))
 	}
 	out := []pve.GuestInterface{{Name: "lo", HWAddr: "00:00:00:00:00:00", Inet: "127.0.0.1/8"}}
-	net0 := field(got.Config["net0"])
-	return append(out, pve.GuestInterface{Name: net0["name"], HWAddr: net0["hwaddr"], Inet: net0["ip"]}), nil
+	for i := 0; i < 10; i++ {
+		n, ok := got.Config["net"+strconv.Itoa(i)]
+		if !ok {
+			continue
+		}
+		nic := field(n)
+		inet := nic["ip"]
+		if !strings.Contains(inet, "/") {
+			inet = "" // dhcp and manual: the fake has no DHCP server
+		}
+		out = append(out, pve.GuestInterface{Name: nic["name"], HWAddr: nic["hwaddr"], Inet: inet})
+	}
+	return out, nil
 }
 
 func (f *Fake) Snapshots(ctx context.Context, g pve.GuestRef) ([]pve.Snapshot, error) {
@@ -689,7 +713,7 @@ func (f *Fake) Backup(ctx context.Context, node string, o pve.BackupOptions) (st
 	upid, ok := f.startTask(node, "vzdump", strconv.Itoa(o.VMID),
 		"backup mode: "+o.Mode, "creating vzdump archive '/mnt/backup/dump/"+name+"'")
 	if ok {
-		f.volumes[o.Storage] = append(f.volumes[o.Storage], pve.Volume{VolID: o.Storage + ":backup/" + name, Format: "tar.zst",
+		f.volumes[o.Storage] = append(f.volumes[o.Storage], pve.Volume{VolID: o.Storage + ":backup/" + name, Content: "backup", Format: "tar.zst",
 			Size: 1 << 30, CTime: now, VMID: o.VMID, Notes: notes, Subtype: string(got.Kind)})
 	}
 	return answer(upid, after)
@@ -701,7 +725,18 @@ func (f *Fake) StorageContent(ctx context.Context, node, storage, content string
 	if err, _ := f.enter("StorageContent", pve.GuestRef{}, storage); err != nil {
 		return nil, err
 	}
-	return append([]pve.Volume(nil), f.volumes[storage]...), nil
+	out := append([]pve.Volume(nil), f.volumes[storage]...)
+	out = append(out, f.store.volumes(storage)...)
+	if content != "" {
+		kept := out[:0]
+		for _, v := range out {
+			if v.Content == content {
+				kept = append(kept, v)
+			}
+		}
+		out = kept
+	}
+	return out, nil
 }
 
 func (f *Fake) TaskStatus(ctx context.Context, node, upid string) (pve.TaskStatus, error) {

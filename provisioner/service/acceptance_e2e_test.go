@@ -34,6 +34,7 @@ const specExample = `{"tenantId":"t-100","vmid":9101,"hostname":"migra-client-01
 type liveService struct {
 	t        testing.TB
 	env      *simtest.Env
+	srv      *Server
 	url      string
 	stateDir string
 	ipamFile string
@@ -88,7 +89,7 @@ func startLive(t testing.TB, lo liveOptions) *liveService {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(srv)
-	ls := &liveService{t: t, env: env, url: hs.URL, stateDir: lo.stateDir, ipamFile: lo.ipamFile}
+	ls := &liveService{t: t, env: env, srv: srv, url: hs.URL, stateDir: lo.stateDir, ipamFile: lo.ipamFile}
 	var once sync.Once
 	ls.stop = func() {
 		once.Do(func() {
@@ -397,14 +398,20 @@ func TestIdempotentReplayCreatesNothing(t *testing.T) {
 }
 
 // TestConcurrentCreates: fifty panel requests at once, VMID and IP left to
-// IPAM, each with its own hostname: every job succeeds with its own pod,
-// and no VMID or address is handed out twice. (About 8 s under -race on 2
-// cores: the clones are serialized by the template's lock.)
+// IPAM, each with its own hostname, at the service's default settings
+// (workers and queue as `cloudpod serve` starts them): every request is
+// accepted and every job succeeds with its own pod; no VMID or address is
+// handed out twice. (About 8 s under -race on 2 cores: the clones are
+// serialized by the template's lock.)
 func TestConcurrentCreates(t *testing.T) {
 	const n = 50
 	ls := startLive(t, liveOptions{
-		sim:  func(c *pvesim.Config) { c.Scale = 0.002 },
-		tune: func(o *Options) { o.Workers, o.QueueSize = 8, 64 },
+		sim: func(c *pvesim.Config) { c.Scale = 0.002 },
+		tune: func(o *Options) {
+			if o.Workers != 0 || o.QueueSize != 0 {
+				t.Fatalf("not the defaults: %d workers, queue %d", o.Workers, o.QueueSize)
+			}
+		},
 	})
 	began := time.Now()
 	ids := make([]string, n)

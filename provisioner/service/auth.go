@@ -60,8 +60,10 @@ func ParseTokens(r io.Reader) ([]Token, error) {
 			return nil, fmt.Errorf("line %d: requester %q is not valid: use letters, digits and @ . _ - (up to 64)", n, name)
 		case len(secret) < MinTokenLength:
 			return nil, fmt.Errorf("line %d: the token of %s is shorter than %d characters: generate one with `openssl rand -hex 32`", n, name, MinTokenLength)
-		case strings.ContainsAny(secret, " \t"):
-			return nil, fmt.Errorf("line %d: the token of %s contains whitespace", n, name)
+		case strings.IndexFunc(secret, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0:
+			// A header carries printable ASCII; a control byte (NUL, ESC)
+			// in a token is a paste gone wrong, and would reach terminals.
+			return nil, fmt.Errorf("line %d: the token of %s holds whitespace, a control character or non-ASCII: use printable ASCII, e.g. `openssl rand -hex 32`", n, name)
 		}
 		if prev, dup := seen[secret]; dup {
 			return nil, fmt.Errorf("line %d repeats the token of line %d", n, prev)

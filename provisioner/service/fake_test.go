@@ -121,6 +121,11 @@ func (f *fakeFlows) Inspect(ctx context.Context, node string, vmid int) (provisi
 	return res, nil
 }
 
+// NodeLimits is pvesim's node: 16 CPUs, 128 GiB.
+func (f *fakeFlows) NodeLimits(ctx context.Context, node string) (provisioner.NodeLimits, error) {
+	return provisioner.NodeLimits{Node: node, CPUs: 16, MemoryMB: 128 << 10}, nil
+}
+
 func (f *fakeFlows) createCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -135,6 +140,14 @@ func (a fakeAllocator) Reserve(ctx context.Context, hostname, tenant string) (in
 		return 0, netip.Addr{}, a.err
 	}
 	return 9150, netip.MustParseAddr("10.1.10.150"), nil
+}
+
+func (a fakeAllocator) Release(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error {
+	return nil
+}
+
+func (a fakeAllocator) Renew(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error {
+	return nil
 }
 
 const (

@@ -22,6 +22,9 @@ type Flows interface {
 	Health(ctx context.Context, node string, vmid int, deep bool) (provisioner.Health, error)
 	List(ctx context.Context, tenant, status string) ([]provisioner.Pod, error)
 	Inspect(ctx context.Context, node string, vmid int) (provisioner.DestroyResult, error)
+	// NodeLimits is the most one pod can have on node (its CPUs and
+	// memory): a create asking for more is refused at once.
+	NodeLimits(ctx context.Context, node string) (provisioner.NodeLimits, error)
 }
 
 var _ Flows = (*provisioner.Provisioner)(nil)
@@ -35,6 +38,13 @@ var _ Flows = (*provisioner.Provisioner)(nil)
 // process.
 type Allocator interface {
 	Reserve(ctx context.Context, hostname, tenant string) (vmid int, ip netip.Addr, err error)
+	// Release gives back what Reserve handed out for a request the
+	// service then refused: only a reservation of this hostname and
+	// tenant with exactly vmid and ip, never a lease a pod holds.
+	Release(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error
+	// Renew keeps that reservation from expiring while its job waits in
+	// the queue; one that has expired is left alone.
+	Renew(ctx context.Context, hostname, tenant string, vmid int, ip netip.Addr) error
 }
 
 var _ Allocator = (*provisioner.Provisioner)(nil)

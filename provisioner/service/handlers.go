@@ -33,11 +33,25 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": err.Error()})
+			// /readyz is open: the answer names the kind of trouble, the
+			// log has PVE's own words (its address among them).
+			s.log.WithError(err).Warn("readyz: PVE is not ready")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "error": unreadyReason(err)})
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// unreadyReason says why PVE is not ready without PVE's error text.
+func unreadyReason(err error) string {
+	switch provisioner.KindOf(err) {
+	case provisioner.KindAuth:
+		return "PVE refuses the service's API token: see the service's log"
+	case provisioner.KindUnreachable, provisioner.KindTimeout:
+		return "PVE does not answer: see the service's log"
+	}
+	return "PVE's check failed: see the service's log"
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
@@ -81,6 +95,12 @@ func writeAccepted(w http.ResponseWriter, j Job, replayed bool) {
 // accept submits a job and answers for it.
 func (s *Server) accept(w http.ResponseWriter, job *Job) {
 	got, replayed, err := s.submit(job)
+	s.answer(w, got, replayed, err)
+}
+
+// answer says what became of a job submitted: accepted (or replayed), or
+// why not.
+func (s *Server) answer(w http.ResponseWriter, got Job, replayed bool, err error) {
 	var conflict *conflictError
 	switch {
 	case errors.Is(err, errKeyReused):
@@ -113,7 +133,7 @@ func (s *Server) replayed(w http.ResponseWriter, idem *IdempotencyRecord) bool {
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
-	var body createBody
+	var body provisioner.PodRequest
 	if e := decodeBody(w, r, &body, false); e != nil {
 		writeError(w, e)
 		return
@@ -131,23 +151,59 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if s.replayed(w, idem) {
 		return
 	}
-	if params.VMID == 0 {
-		if s.queueFull() || s.isStopping() {
-			// Refuse before reserving an address the job would not use.
-			writeError(w, &apiError{status: http.StatusServiceUnavailable, msg: errQueueFull.Error(), kind: "unavailable", retryAfter: s.opts.RetryAfter})
-			return
-		}
+	if s.tooBig(w, r, params) {
+		return
+	}
+	job := &Job{Kind: KindCreate, VMID: params.VMID, Hostname: params.Hostname, Tenant: params.TenantID,
+		Requester: requesterOf(r.Context()), Request: &params, Idempotency: idem}
+	if params.IP.IsValid() {
+		job.IP = params.IP.String()
+	}
+	// Admitted first, allocated after (admission.go): a refusal reserves
+	// nothing, and what a refusal after the reservation holds is given back.
+	t, got, replayed, err := s.admit(job)
+	if t == nil {
+		s.answer(w, got, replayed, err)
+		return
+	}
+	auto := params.VMID == 0
+	if auto {
 		vmid, ip, err := s.opts.Allocator.Reserve(r.Context(), params.Hostname, params.TenantID)
 		if err != nil {
+			s.cancel(t)
 			// IPAM refusing is the client's conflict; IPAM unable to read
 			// PVE's guests is PVE's failure (provisioner.KindOf tells).
 			s.flowError(w, fmt.Sprintf("allocating a VMID and address for %s", params.Hostname), err)
 			return
 		}
-		params.VMID, params.IP, params.Allocated = vmid, ip, true
+		s.allocated(t, vmid, ip)
 	}
-	s.accept(w, &Job{Kind: KindCreate, VMID: params.VMID, Hostname: params.Hostname, IP: params.IP.String(), Tenant: params.TenantID,
-		Requester: requesterOf(r.Context()), Request: &params, Idempotency: idem})
+	got, err = s.commit(t)
+	if err != nil && auto {
+		s.release(r.Context(), &params)
+	}
+	s.answer(w, got, false, err)
+}
+
+// tooBig refuses a create asking for more cores, memory or swap than the
+// node has (400 naming the limit). When PVE cannot be asked now, the job's
+// preflight checks the same again when it runs.
+func (s *Server) tooBig(w http.ResponseWriter, r *http.Request, p CreateParams) bool {
+	limits, err := s.flows.NodeLimits(r.Context(), s.opts.Defaults.Node)
+	if err != nil {
+		s.log.WithError(err).WithField("node", s.opts.Defaults.Node).Warn("reading the node's size failed: the create's preflight checks its resources")
+		return false
+	}
+	problems := limits.Problems(p.Cores, p.MemoryMB, p.SwapMB)
+	if len(problems) == 0 {
+		return false
+	}
+	fields := map[string]string{}
+	for field, msg := range problems {
+		fields[apiField(field)] = msg
+	}
+	writeError(w, &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid, fields: fields})
+	return true
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {

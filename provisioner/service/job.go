@@ -156,13 +156,22 @@ func (j *Job) view() Job {
 // sameRequest says b asks for exactly what a asks for, so b is a retry of
 // a rather than a second request.
 func sameRequest(a, b *Job) bool {
-	if a.Kind != b.Kind || a.VMID != b.VMID || a.Tenant != b.Tenant || a.BackupStorage != b.BackupStorage {
+	if a.Kind != b.Kind || a.Tenant != b.Tenant || a.BackupStorage != b.BackupStorage {
 		return false
 	}
 	if (a.Request == nil) != (b.Request == nil) {
 		return false
 	}
-	return a.Request == nil || *a.Request == *b.Request
+	if a.Request == nil {
+		return a.VMID == b.VMID
+	}
+	ar, br := *a.Request, *b.Request
+	if br.VMID == 0 && !br.IP.IsValid() && ar.Allocated {
+		// b leaves VMID and address to IPAM, which gave a its pair: the
+		// same request, asked again before its answer was seen.
+		ar.VMID, ar.IP, ar.Allocated = 0, netip.Addr{}, false
+	}
+	return ar == br
 }
 
 // overlaps says a and b touch the same pod, address or hostname, so they
@@ -174,7 +183,8 @@ func overlaps(a, b *Job) bool {
 	if a.Kind != KindCreate || b.Kind != KindCreate {
 		return false
 	}
-	return a.Request.IP == b.Request.IP || equalFoldASCII(a.Hostname, b.Hostname)
+	// A create still to be allocated has no address yet.
+	return (a.Request.IP.IsValid() && a.Request.IP == b.Request.IP) || equalFoldASCII(a.Hostname, b.Hostname)
 }
 
 func equalFoldASCII(a, b string) bool {

@@ -183,7 +183,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		stored []string
 	}{
 		{"Error", errorBody{}, true, nil},
-		{"CreateRequest", createBody{}, false, nil},
+		{"CreateRequest", provisioner.PodRequest{}, false, nil},
 		{"BackupRequest", backupBody{}, false, nil},
 		{"Accepted", accepted{}, true, nil},
 		{"Job", Job{}, true, []string{"idempotency"}},

@@ -10,21 +10,25 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/strictjson"
 )
 
 // MaxBodyBytes bounds a request body; more is 413.
 const MaxBodyBytes = 64 << 10
 
-// decodeBody reads one JSON object into dst: unknown fields, trailing data
-// and wrong types are per-field 400s; an empty body is fine when optional.
+// decodeBody reads one JSON object into dst through the strict decoder
+// batch files share (provisioner/strictjson): a key given twice, an unknown
+// key, trailing data and a wrong type are per-field 400s; an empty body is
+// fine when optional.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) *apiError {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
+		// curl -d labels a body form-urlencoded: the fix is the header,
+		// and a browser's cross-site form post stays out.
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 			return &apiError{status: http.StatusUnsupportedMediaType, msg: "send the body as JSON, with Content-Type: application/json", kind: kindInvalid}
 		}
@@ -43,66 +47,19 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) 
 		}
 		return &apiError{status: http.StatusBadRequest, msg: "the body is empty: send a JSON object", kind: kindInvalid}
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &apiError{status: http.StatusBadRequest, msg: "the body holds more than one JSON value", kind: kindInvalid}
-	}
-	return nil
+	return decodeError(strictjson.Decode(body, dst))
 }
 
+// decodeError is the answer to what the strict decoder refused.
 func decodeError(err error) *apiError {
-	bad := func(fields map[string]string) *apiError {
-		return &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid, fields: fields}
+	var fe *strictjson.FieldError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &fe):
+		return &apiError{status: http.StatusBadRequest, msg: "invalid request", kind: kindInvalid, fields: map[string]string{fe.Field: fe.Problem}}
 	}
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) {
-		if typeErr.Field == "" {
-			return &apiError{status: http.StatusBadRequest, msg: "the body must be a JSON object", kind: kindInvalid}
-		}
-		return bad(map[string]string{typeErr.Field: "must be " + jsonTypeName(typeErr.Type)})
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		field, uerr := strconv.Unquote(name)
-		if uerr != nil {
-			field = name
-		}
-		return bad(map[string]string{field: "unknown field"})
-	}
-	return &apiError{status: http.StatusBadRequest, msg: "the body is not valid JSON: " + err.Error(), kind: kindInvalid}
-}
-
-func jsonTypeName(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t.Kind() {
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		return "an integer"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	}
-	return "a " + t.Kind().String()
-}
-
-// createBody is POST /internal/proxmox/cloudpods; pointers tell an omitted
-// field from a zero one.
-type createBody struct {
-	TenantID string `json:"tenantId"`
-	VMID     *int   `json:"vmid"`
-	Hostname string `json:"hostname"`
-	IP       string `json:"ip"`
-	Cores    *int   `json:"cores"`
-	MemoryMB *int   `json:"memoryMb"`
-	SwapMB   *int   `json:"swapMb"`
-	Storage  string `json:"storage"`
-	Bridge   string `json:"bridge"`
-	Template *int   `json:"template"`
+	return &apiError{status: http.StatusBadRequest, msg: "the body must be one JSON object: " + err.Error(), kind: kindInvalid}
 }
 
 var (
@@ -116,7 +73,7 @@ var (
 // validateCreate checks each field on its own, so the panel can show each
 // message beside its input; the provisioner's validate step checks the
 // whole spec again when the job runs.
-func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) {
+func (s *Server) validateCreate(b provisioner.PodRequest) (CreateParams, map[string]string) {
 	d := s.opts.Defaults
 	p := CreateParams{TenantID: b.TenantID, Hostname: b.Hostname, SwapMB: d.SwapMB, Storage: d.Storage, Bridge: d.Bridge, Template: d.Template}
 	errs := map[string]string{}
@@ -135,31 +92,32 @@ func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) 
 			errs["template"] = fmt.Sprintf("%d is out of range: PVE guest ids run from 100 to %d", p.Template, provisioner.MaxVMID)
 		}
 	}
+	// "auto" is the same as leaving a field out.
+	vmid, vmidGiven := b.VMID.Given()
+	ipText, ipGiven := b.AddressGiven()
 	switch {
-	case b.VMID == nil && b.IP == "":
+	case !vmidGiven && !ipGiven:
 		if s.opts.Allocator == nil {
 			errs["vmid"] = "vmid and ip are required until IPAM is configured"
 			errs["ip"] = "vmid and ip are required until IPAM is configured"
 		}
-	case b.VMID == nil || b.IP == "":
-		msg := "give both vmid and ip, or neither for automatic allocation"
+	case !vmidGiven || !ipGiven:
+		msg := "give both vmid and ip, or neither (or \"auto\") for automatic allocation"
 		if s.opts.Allocator == nil {
 			msg = "vmid and ip are required until IPAM is configured"
 		}
-		if b.VMID == nil {
+		if !vmidGiven {
 			errs["vmid"] = msg
 		} else {
 			errs["ip"] = msg
 		}
 	}
-	if b.VMID != nil {
-		p.VMID = *b.VMID
-	}
+	p.VMID = vmid
 	var ipOK bool
-	if b.IP != "" {
-		ip, err := netip.ParseAddr(b.IP)
+	if ipGiven {
+		ip, err := netip.ParseAddr(ipText)
 		if err != nil || !ip.Is4() {
-			errs["ip"] = fmt.Sprintf("%q is not an IPv4 address: give one inside %s", b.IP, d.Subnet)
+			errs["ip"] = fmt.Sprintf("%q is not an IPv4 address: give one inside %s, or \"auto\"", ipText, d.Subnet)
 		} else {
 			p.IP, ipOK = ip, true
 		}
@@ -184,16 +142,13 @@ func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) 
 	spec.VMID, spec.Hostname, spec.IP, spec.Template = p.VMID, p.Hostname, p.IP, p.Template
 	spec.Cores, spec.MemoryMB, spec.SwapMB = p.Cores, p.MemoryMB, p.SwapMB
 	for field, msg := range spec.FieldProblems(true) {
-		name := map[string]string{"memory": "memoryMb", "swap": "swapMb"}[field]
-		if name == "" {
-			name = field
-		}
+		name := apiField(field)
 		if _, set := errs[name]; set {
 			continue // required, or not an address at all
 		}
 		switch {
 		case name == "ip" && !ipOK,
-			name == "vmid" && b.VMID == nil,
+			name == "vmid" && !vmidGiven,
 			name == "cores" && b.Cores == nil,
 			name == "memoryMb" && b.MemoryMB == nil,
 			name == "hostname" && b.Hostname == "":
@@ -214,6 +169,14 @@ func (s *Server) validateCreate(b createBody) (CreateParams, map[string]string) 
 		p.Bridge = b.Bridge
 	}
 	return p, errs
+}
+
+// apiField is the API's name of a provisioner.Spec field in a problem map.
+func apiField(specField string) string {
+	if name, ok := map[string]string{"memory": "memoryMb", "swap": "swapMb"}[specField]; ok {
+		return name
+	}
+	return specField
 }
 
 // backupBody is POST …/{vmid}/backup; the body is optional.

@@ -27,9 +27,11 @@ type route struct {
 
 func (s *Server) routeTable() []route {
 	return []route{
+		// The probes say "ok" or "unready" and why, nothing a caller could
+		// use: load balancers and kubelets probe without a token.
 		{method: http.MethodGet, pattern: "/healthz", public: true, handle: s.handleHealthz},
-		{method: http.MethodGet, pattern: "/readyz", handle: s.handleReadyz},
-		{method: http.MethodGet, pattern: "/metrics", handle: s.handleMetrics},
+		{method: http.MethodGet, pattern: "/readyz", public: true, handle: s.handleReadyz},
+		{method: http.MethodGet, pattern: "/metrics", public: s.opts.MetricsPublic, handle: s.handleMetrics},
 		{method: http.MethodGet, pattern: "/openapi.json", handle: s.handleOpenAPI},
 		{method: http.MethodPost, pattern: Base, handle: s.handleCreate},
 		{method: http.MethodGet, pattern: Base, handle: s.handleList},
@@ -105,13 +107,44 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if sw.status == 0 {
 		sw.status = http.StatusOK
 	}
-	s.metrics.request(r.Method, routeName, sw.status)
-	fields := logrus.Fields{"request_id": reqID, "method": r.Method, "path": r.URL.Path, "route": routeName,
+	s.metrics.request(s.methodLabel(r.Method), routeName, sw.status)
+	// Method and path are the client's to choose, of any length: the log
+	// keeps their start.
+	fields := logrus.Fields{"request_id": reqID, "method": clip(r.Method, 16), "path": clip(r.URL.Path, 256), "route": routeName,
 		"status": sw.status, "bytes": sw.bytes, "duration_ms": time.Since(start).Milliseconds(), "remote": r.RemoteAddr}
 	if requester != "" {
 		fields["requester"] = requester
 	}
 	s.log.WithFields(fields).Info("request")
+}
+
+// serves says whether a route answers method: HEAD is served wherever GET
+// is (net/http sends the headers and drops the body).
+func (rt route) serves(method string) bool {
+	return rt.method == method || (method == http.MethodHead && rt.method == http.MethodGet)
+}
+
+// methodLabel is the method as the metrics count it: one of the route
+// table's methods (HEAD included), else "other", so a flood of invented
+// method names adds one series, not one per name.
+func (s *Server) methodLabel(method string) string {
+	if method == http.MethodHead {
+		return method
+	}
+	for _, rt := range s.routes {
+		if rt.method == method {
+			return method
+		}
+	}
+	return "other"
+}
+
+// clip cuts s to n bytes, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (routeName, requester string) {
@@ -120,8 +153,11 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (routeName, re
 		if !match(rt.pattern, r.URL.Path, r) {
 			continue
 		}
-		if rt.method != r.Method {
+		if !rt.serves(r.Method) {
 			allowed = append(allowed, rt.method)
+			if rt.method == http.MethodGet {
+				allowed = append(allowed, http.MethodHead)
+			}
 			continue
 		}
 		if !rt.public {
@@ -145,7 +181,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (routeName, re
 	}
 	if len(allowed) > 0 {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, &apiError{status: http.StatusMethodNotAllowed, msg: r.Method + " is not allowed here: use " + strings.Join(allowed, " or "), kind: "method_not_allowed"})
+		// The method is not echoed: it may be anything, of any length.
+		writeError(w, &apiError{status: http.StatusMethodNotAllowed, msg: "the method is not allowed here: use " + strings.Join(allowed, " or "), kind: "method_not_allowed"})
 		return "unmatched", ""
 	}
 	writeError(w, &apiError{status: http.StatusNotFound, msg: "no such endpoint: see /openapi.json", kind: kindNotFound})

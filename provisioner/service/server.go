@@ -37,16 +37,33 @@ type Options struct {
 	PVE *PVEMetrics
 	// Ready checks PVE is reachable and accepts the token, for /readyz.
 	Ready func(ctx context.Context) error
-	// Workers is how many jobs run at once (4).
+	// MetricsPublic serves /metrics without a token (a Prometheus that
+	// scrapes without one); by default it needs one, as the API does.
+	MetricsPublic bool
+	// Workers is how many jobs run at once (DefaultWorkers).
 	Workers int
-	// QueueSize is how many jobs may wait before the API answers 503 (32).
+	// QueueSize is how many jobs may wait before the API answers 503
+	// (DefaultQueueSize).
 	QueueSize int
+	// RenewEvery is how often the reservations of queued automatic
+	// creates are renewed (5 minutes; a reservation lasts 15).
+	RenewEvery time.Duration
 	// Retention is how long finished jobs stay queryable (7 days).
 	Retention time.Duration
 	// RetryAfter is what a 503 tells the client to wait (30s).
 	RetryAfter time.Duration
 	Now        func() time.Time
 }
+
+// DefaultWorkers is how many jobs run at once: PVE serializes clones of
+// one template anyway, and the steps after a clone overlap with the next.
+const DefaultWorkers = 4
+
+// DefaultQueueSize is how many jobs may wait for a worker before the API
+// answers 503 with Retry-After: room for a panel's burst of a few hundred
+// orders (a queued job is a small JSON file; an automatic create also
+// holds its IPAM reservation, renewed while it waits).
+const DefaultQueueSize = 256
 
 // Server is the API: an http.Handler, plus the workers Start and Shutdown
 // run and stop.
@@ -65,8 +82,11 @@ type Server struct {
 	mu     sync.Mutex
 	jobs   map[string]*Job
 	keys   map[string]string // IdempotencyRecord.index() → job id
-	queued int               // jobs in StatusQueued
-	queue  chan string
+	// pending are jobs admitted but not yet saved (admission.go): a create
+	// whose VMID and address are being allocated.
+	pending map[string]*Job
+	queued  int // jobs in StatusQueued, and pending ones: each holds a queue slot
+	queue   chan string
 
 	started  bool
 	stopping chan struct{} // closed by Shutdown; Create stops at the next step boundary
@@ -97,10 +117,13 @@ func New(opts Options) (*Server, error) {
 		opts.Defaults = provisioner.DefaultSpec()
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = DefaultWorkers
 	}
 	if opts.QueueSize <= 0 {
-		opts.QueueSize = 32
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.RenewEvery <= 0 {
+		opts.RenewEvery = 5 * time.Minute
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 7 * 24 * time.Hour
@@ -112,7 +135,8 @@ func New(opts Options) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, log: opts.Logger, flows: opts.Flows, store: opts.Store, auth: newAuthenticator(opts.AuthTokens),
-		metrics: newMetrics(opts.PVE), jobs: map[string]*Job{}, keys: map[string]string{}, stopping: make(chan struct{})}
+		metrics: newMetrics(opts.PVE), jobs: map[string]*Job{}, keys: map[string]string{}, pending: map[string]*Job{},
+		stopping: make(chan struct{})}
 	s.routes = s.routeTable()
 
 	loaded, err := opts.Store.Load()
@@ -173,6 +197,10 @@ func (s *Server) Start(ctx context.Context) error {
 	for range s.opts.Workers {
 		s.workers.Add(1)
 		go s.work(jobCtx)
+	}
+	if s.opts.Allocator != nil {
+		s.workers.Add(1)
+		go s.keepReservations(jobCtx)
 	}
 	return nil
 }
@@ -361,75 +389,6 @@ var (
 	errStopping  = errors.New("the service is shutting down: retry later")
 )
 
-// submit admits a job: a replay of an Idempotency-Key or of an active job
-// with the same request returns that job (replayed true); an active job
-// holding the same VMID, address or hostname is a conflict; a full queue
-// refuses. The job is saved before it is queued.
-func (s *Server) submit(job *Job) (got Job, replayed bool, err error) {
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
-	s.mu.Lock()
-	if job.Idempotency != nil {
-		if prev, ok := s.replayLocked(*job.Idempotency); ok {
-			s.mu.Unlock()
-			return prev, true, nil
-		} else if prev.ID != "" {
-			s.mu.Unlock()
-			return prev, false, errKeyReused
-		}
-	}
-	for _, other := range s.jobs {
-		if !other.Status.active() {
-			continue
-		}
-		if sameRequest(other, job) {
-			s.mu.Unlock()
-			return other.view(), true, nil
-		}
-		if overlaps(other, job) {
-			s.mu.Unlock()
-			return other.view(), false, &conflictError{other: other.view()}
-		}
-	}
-	switch {
-	case s.isStopping():
-		s.mu.Unlock()
-		return Job{}, false, errStopping
-	case s.queued >= s.opts.QueueSize:
-		s.mu.Unlock()
-		return Job{}, false, errQueueFull
-	}
-	job.ID = newJobID()
-	job.Status = StatusQueued
-	job.Created = s.opts.Now().UTC()
-	s.jobs[job.ID] = job
-	if job.Idempotency != nil {
-		s.keys[job.Idempotency.index()] = job.ID
-	}
-	s.queued++
-	snap := job.clone()
-	s.mu.Unlock()
-
-	if err := s.store.Save(snap); err != nil {
-		s.mu.Lock()
-		delete(s.jobs, job.ID)
-		if job.Idempotency != nil {
-			delete(s.keys, job.Idempotency.index())
-		}
-		s.queued--
-		s.mu.Unlock()
-		return Job{}, false, err
-	}
-	select {
-	case s.queue <- snap.ID:
-	default:
-		// Cannot happen: admission keeps queued jobs within capacity. Left
-		// queued in the store, it runs after a restart.
-		s.log.WithField("job_id", snap.ID).Error("job queue overflowed")
-	}
-	return snap.view(), false, nil
-}
-
 // replayLocked finds the job an idempotency key was first used for: ok when
 // the request matches; prev.ID set and !ok when it does not.
 func (s *Server) replayLocked(rec IdempotencyRecord) (prev Job, ok bool) {
@@ -480,12 +439,6 @@ func (s *Server) activeFor(vmid int) (Job, bool) {
 		}
 	}
 	return Job{}, false
-}
-
-func (s *Server) queueFull() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued >= s.opts.QueueSize
 }
 
 func newJobID() string {

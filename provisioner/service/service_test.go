@@ -14,6 +14,7 @@ import (
 
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 func TestAuthentication(t *testing.T) {
@@ -29,7 +30,7 @@ func TestAuthentication(t *testing.T) {
 		{"basic scheme", Base, "Basic " + panelToken, http.StatusUnauthorized, `Bearer realm="cloudpods", error="invalid_token"`},
 		{"metrics need a token", "/metrics", "", http.StatusUnauthorized, `Bearer realm="cloudpods"`},
 		{"openapi needs a token", "/openapi.json", "", http.StatusUnauthorized, `Bearer realm="cloudpods"`},
-		{"readyz needs a token", "/readyz", "", http.StatusUnauthorized, `Bearer realm="cloudpods"`},
+		{"readyz is open", "/readyz", "", http.StatusOK, ""},
 		{"job needs a token", Base + "/jobs/x", "", http.StatusUnauthorized, `Bearer realm="cloudpods"`},
 		{"healthz is open", "/healthz", "", http.StatusOK, ""},
 		{"valid token", Base, "Bearer " + panelToken, http.StatusOK, ""},
@@ -171,6 +172,14 @@ func TestCreateValidation(t *testing.T) {
 			want: 400, fields: map[string]string{"rootPassword": "unknown field"}},
 		{name: "wrong type", body: `{"tenantId":"acme","vmid":9101,"hostname":"h1","ip":"10.1.10.91","cores":"two","memoryMb":512}`,
 			want: 400, fields: map[string]string{"cores": "an integer"}},
+		{name: "duplicate key", body: `{"tenantId":"acme","vmid":9101,"hostname":"h1","ip":"10.1.10.91","cores":1,"memoryMb":512,"memoryMb":9223372036854775807}`,
+			want: 400, fields: map[string]string{"memoryMb": "appears twice"}},
+		{name: "key in another case", body: `{"tenantId":"acme","vmid":9101,"hostname":"h1","ip":"10.1.10.91","cores":1,"memoryMb":512,"MemoryMB":4096}`,
+			want: 400, fields: map[string]string{"MemoryMB": "unknown field"}},
+		{name: "vmid neither number nor auto", body: `{"tenantId":"acme","vmid":"9101","hostname":"h1","ip":"10.1.10.91","cores":1,"memoryMb":512}`,
+			want: 400, fields: map[string]string{"vmid": `an integer or "auto"`}},
+		{name: "auto vmid without IPAM", body: `{"tenantId":"acme","vmid":"auto","hostname":"h1","ip":"auto","cores":1,"memoryMb":512}`,
+			want: 400, fields: map[string]string{"vmid": "until IPAM is configured", "ip": "until IPAM is configured"}},
 		{name: "not json", body: `{"tenantId":`, want: 400},
 		{name: "two values", body: `{} {}`, want: 400},
 		{name: "array", body: `[]`, want: 400},
@@ -381,7 +390,7 @@ func TestBackupGetListHealth(t *testing.T) {
 	if rec := h.do("GET", Base+"/jobs/nope", ""); rec.Code != http.StatusNotFound {
 		t.Errorf("unknown job: %d", rec.Code)
 	}
-	if rec := h.do("PUT", Base+"/9101", ""); rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, DELETE" {
+	if rec := h.do("PUT", Base+"/9101", ""); rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD, DELETE" {
 		t.Errorf("PUT: %d Allow %q", rec.Code, rec.Header().Get("Allow"))
 	}
 }
@@ -490,9 +499,21 @@ func TestReadyz(t *testing.T) {
 	if rec := h.do("GET", "/readyz", ""); rec.Code != http.StatusOK {
 		t.Errorf("ready: %d", rec.Code)
 	}
-	readyErr = errors.New("PVE refused the API token")
-	if rec := h.do("GET", "/readyz", ""); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "refused the API token") {
-		t.Errorf("unready: %d %s", rec.Code, rec.Body.String())
+	// Open to any caller, the answer names the kind of trouble and never
+	// PVE's own words (its address among them).
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("GET https://10.1.10.70:8006/api2/json/version: %w", pve.ErrUnauthorized), "refuses the service's API token"},
+		{fmt.Errorf("dial tcp 10.1.10.70:8006: connection refused: %w", pve.ErrMaybeApplied), "does not answer"},
+		{errors.New("10.1.10.70 said something odd"), "check failed"},
+	} {
+		readyErr = tt.err
+		rec := h.do("GET", "/readyz", "", "Authorization", "")
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), tt.want) || strings.Contains(rec.Body.String(), "10.1.10.70") {
+			t.Errorf("unready (%v): %d %s", tt.err, rec.Code, rec.Body.String())
+		}
 	}
 }
 
@@ -533,6 +554,10 @@ func TestParseTokens(t *testing.T) {
 		{"bad requester", "pa nel:" + long, 0, "requester"},
 		{"repeated token", "a:" + long + "\nb:" + long, 0, "line 2 repeats the token of line 1"},
 		{"empty", "# nothing\n", 0, "no tokens"},
+		{"NUL in a token", "panel:" + long + "\x00x\n", 0, "line 1: the token of panel holds whitespace, a control character or non-ASCII"},
+		{"ESC in a token", "panel:" + long + "\x1b[2J\n", 0, "control character"},
+		{"tab in a token", "panel:" + long + "\tx\n", 0, "control character"},
+		{"non-ASCII in a token", "panel:" + long + "é\n", 0, "non-ASCII"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

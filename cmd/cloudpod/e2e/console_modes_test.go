@@ -172,7 +172,9 @@ func checkMode(t *testing.T, tokens bool, args []string, created bool, code int,
 	if strings.Contains(out, "refused the API token") || code == 5 {
 		t.Errorf("%s: the token was blamed (exit %d):\n%s", command, code, out)
 	}
-	if (tokens || created) && code != 0 {
+	// health --deep whose in-pod checks were skipped is unknown: exit 3.
+	skippedHealth := command == "health" && !tokens && code == 3
+	if (tokens || created) && code != 0 && !skippedHealth {
 		t.Errorf("%v exited %d:\n%s", args, code, out)
 	}
 	if command == "create" {

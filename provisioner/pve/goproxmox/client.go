@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -53,8 +54,11 @@ type Client struct {
 	base    *url.URL // https://host:port/api2/json
 	opts    Options
 	console *proxmox.Client
-	tls     *tls.Config
-	log     logrus.FieldLogger
+	// uploader sends uploads: the network transport with PVE's TLS and
+	// typed errors, without the retrying layer (it would buffer the file).
+	uploader *http.Client
+	tls      *tls.Config
+	log      logrus.FieldLogger
 	// verdicts: what ConsoleTokenSupport found, for OpenTerminal.
 	verdicts consoleVerdicts
 }
@@ -107,11 +111,12 @@ func New(opts Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		base: base,
-		opts: opts,
-		log:  opts.Logger,
-		tls:  tlsCfg,
-		px:   proxmox.NewClient(base.String(), proxmox.WithHTTPClient(hc), proxmox.WithAPIToken(opts.TokenID, opts.TokenSecret)),
+		base:     base,
+		opts:     opts,
+		log:      opts.Logger,
+		tls:      tlsCfg,
+		uploader: &http.Client{Transport: apiErrorTransport{next: newBaseTransport(opts.HTTP, tlsCfg), apiBase: "/api2/json"}},
+		px:       proxmox.NewClient(base.String(), proxmox.WithHTTPClient(hc), proxmox.WithAPIToken(opts.TokenID, opts.TokenSecret)),
 	}
 	if opts.Console != nil {
 		c.console = proxmox.NewClient(base.String(), proxmox.WithHTTPClient(hc),
@@ -202,11 +207,18 @@ func (c *Client) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, e
 			if st.Online {
 				var detail struct {
 					PVEVersion string `json:"pveversion"`
+					CPUInfo    struct {
+						CPUs flexInt `json:"cpus"`
+					} `json:"cpuinfo"`
+					Memory struct {
+						Total flexInt64 `json:"total"`
+					} `json:"memory"`
 				}
 				if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/status", nil, &detail); err != nil {
 					return st, err
 				}
 				st.PVEVersion = detail.PVEVersion
+				st.CPUs, st.Memory = int(detail.CPUInfo.CPUs), int64(detail.Memory.Total)
 			}
 			return st, nil
 		}
@@ -298,6 +310,7 @@ func (c *Client) Backup(ctx context.Context, node string, o pve.BackupOptions) (
 func (c *Client) StorageContent(ctx context.Context, node, storage, content string) ([]pve.Volume, error) {
 	var raw []struct {
 		VolID   string    `json:"volid"`
+		Content string    `json:"content"`
 		Format  string    `json:"format"`
 		Size    flexInt64 `json:"size"`
 		CTime   flexInt64 `json:"ctime"`
@@ -314,7 +327,7 @@ func (c *Client) StorageContent(ctx context.Context, node, storage, content stri
 	}
 	out := make([]pve.Volume, 0, len(raw))
 	for _, v := range raw {
-		out = append(out, pve.Volume{VolID: v.VolID, Format: v.Format, Size: int64(v.Size), CTime: time.Unix(int64(v.CTime), 0),
+		out = append(out, pve.Volume{VolID: v.VolID, Content: v.Content, Format: v.Format, Size: int64(v.Size), CTime: time.Unix(int64(v.CTime), 0),
 			VMID: int(v.VMID), Notes: v.Notes, Subtype: v.Subtype})
 	}
 	return out, nil

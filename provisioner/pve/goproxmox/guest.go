@@ -262,3 +262,17 @@ func (c *Client) ConvertToTemplate(ctx context.Context, g pve.GuestRef) (pve.Sta
 	}
 	return pve.Started{UPID: *upid}, nil
 }
+
+func (c *Client) CreateGuest(ctx context.Context, g pve.GuestRef, params map[string]string) (string, error) {
+	if !g.Kind.Valid() {
+		return "", fmt.Errorf("create guest %d on node %s: kind %q is neither lxc nor qemu", g.VMID, g.Node, g.Kind)
+	}
+	p := make(map[string]string, len(params)+1)
+	for k, v := range params {
+		p[k] = v
+	}
+	p["vmid"] = strconv.Itoa(g.VMID)
+	var upid string
+	err := c.call(ctx, "POST", "/nodes/"+url.PathEscape(g.Node)+"/"+string(g.Kind), p, &upid)
+	return upid, err
+}

@@ -52,7 +52,8 @@ func (o TLSOptions) TLSConfig() (*tls.Config, error) {
 			}
 			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
 			if string(got[:]) != string(want) {
-				return fmt.Errorf("server certificate fingerprint %s does not match the pinned %s", formatFingerprint(got[:]), formatFingerprint(want))
+				return &pve.CertificateError{Fingerprint: formatFingerprint(got[:]), Pinned: formatFingerprint(want),
+					Err: errors.New("certificate fingerprint does not match the pinned one")}
 			}
 			return nil
 		}
@@ -81,6 +82,22 @@ func parseFingerprint(s string) ([]byte, error) {
 	return b, nil
 }
 
+// certificateError is a TLS verification failure with the fingerprint of
+// the certificate PVE presented, so the operator can check and pin it; nil
+// when err is no such failure.
+func certificateError(err error) *pve.CertificateError {
+	var pinned *pve.CertificateError
+	if errors.As(err, &pinned) {
+		return pinned
+	}
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) && len(ve.UnverifiedCertificates) > 0 {
+		sum := sha256.Sum256(ve.UnverifiedCertificates[0].Raw)
+		return &pve.CertificateError{Fingerprint: formatFingerprint(sum[:]), Err: ve.Err}
+	}
+	return nil
+}
+
 func formatFingerprint(b []byte) string {
 	parts := make([]string, len(b))
 	for i, x := range b {
@@ -91,7 +108,7 @@ func formatFingerprint(b []byte) string {
 
 // checkRetry is the transport half of the retry policy
 // (docs/retry-policy.md): idempotent requests only, on network errors
-// (timeouts included), 429, 502/503/504, and 595/596 (pveproxy lost its
+// (timeouts included; a certificate that failed verification is final), 429, 502/503/504, and 595/596 (pveproxy lost its
 // backend: for a read, harmless to repeat). PVE's 500s carry a message and
 // are judged per operation (pve.RetryPolicy), as is every non-idempotent
 // request.
@@ -104,7 +121,8 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return false, nil
 	}
 	if err != nil {
-		return true, nil
+		// A certificate that failed verification fails again.
+		return certificateError(err) == nil, nil
 	}
 	switch resp.StatusCode {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 595, 596:
@@ -133,6 +151,9 @@ func (t apiErrorTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err != nil {
 		if req.Context().Err() != nil {
 			return nil, req.Context().Err()
+		}
+		if ce := certificateError(err); ce != nil {
+			err = ce
 		}
 		return nil, &pve.TransportError{Method: req.Method, Path: path, Err: err}
 	}
@@ -187,6 +208,21 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	base := newBaseTransport(o, tlsCfg)
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
+	rc.RetryMax = o.Retries
+	rc.RetryWaitMin = 200 * time.Millisecond
+	rc.RetryWaitMax = 3 * time.Second
+	rc.CheckRetry = checkRetry
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.Logger = retryLogger{log: o.Logger}
+	return &http.Client{Transport: apiErrorTransport{next: &retryablehttp.RoundTripper{Client: rc}, apiBase: "/api2/json"}}, tlsCfg, nil
+}
+
+// newBaseTransport is the network transport under every request: PVE's
+// TLS settings, no proxy, each attempt observed.
+func newBaseTransport(o HTTPOptions, tlsCfg *tls.Config) http.RoundTripper {
 	base := o.Base
 	if base == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -200,15 +236,7 @@ func newHTTPClient(o HTTPOptions) (*http.Client, *tls.Config, error) {
 	if o.Observe != nil {
 		base = observingTransport{next: base, observe: o.Observe}
 	}
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Transport: base, Timeout: o.Timeout}
-	rc.RetryMax = o.Retries
-	rc.RetryWaitMin = 200 * time.Millisecond
-	rc.RetryWaitMax = 3 * time.Second
-	rc.CheckRetry = checkRetry
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	rc.Logger = retryLogger{log: o.Logger}
-	return &http.Client{Transport: apiErrorTransport{next: &retryablehttp.RoundTripper{Client: rc}, apiBase: "/api2/json"}}, tlsCfg, nil
+	return base
 }
 
 // retryLogger adapts retryablehttp's key/value logger to logrus; only retries

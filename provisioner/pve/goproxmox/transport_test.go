@@ -2,7 +2,11 @@ package goproxmox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,5 +107,68 @@ func TestPathTemplate(t *testing.T) {
 		if got := PathTemplate(in); got != want {
 			t.Errorf("PathTemplate(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestUntrustedCertificateSaysItsFingerprint: a certificate that fails
+// verification (self-signed, as PVE's own; or not the pinned one) is
+// reported with the SHA-256 fingerprint the server presented, as PVE's GUI
+// shows it, and is not retried. The right pin connects.
+func TestUntrustedCertificateSaysItsFingerprint(t *testing.T) {
+	var calls, conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"data":null}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	sum := sha256.Sum256(srv.Certificate().Raw)
+	presented := formatFingerprint(sum[:])
+	other := strings.Repeat("AB:", 31) + "AB"
+	for _, tt := range []struct {
+		name   string
+		tls    TLSOptions
+		pinned string
+	}{
+		{"system roots", TLSOptions{}, ""},
+		{"another pin", TLSOptions{Fingerprint: other}, other},
+		{"the right pin", TLSOptions{Fingerprint: strings.ToLower(strings.ReplaceAll(presented, ":", ""))}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hc, _, err := newHTTPClient(HTTPOptions{TLS: tt.tls, Timeout: time.Second, Retries: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, connsBefore := calls.Load(), conns.Load()
+			req, _ := http.NewRequestWithContext(context.Background(), "GET", srv.URL+"/api2/json/version", nil)
+			resp, err := hc.Do(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if tt.name == "the right pin" {
+				if err != nil || calls.Load() != before+1 {
+					t.Fatalf("pinned request: %v", err)
+				}
+				return
+			}
+			var ce *pve.CertificateError
+			if !errors.As(err, &ce) || ce.Fingerprint != presented || ce.Pinned != tt.pinned || !errors.Is(err, pve.ErrMaybeApplied) {
+				t.Fatalf("err = %v, want a certificate error with fingerprint %s", err, presented)
+			}
+			sentence, ok := pve.Explain(err)
+			if !ok || !strings.Contains(sentence, "pin it with --fingerprint "+presented) || strings.Contains(sentence, "\n") {
+				t.Errorf("Explain = %q, %v", sentence, ok)
+			}
+			if calls.Load() != before || conns.Load() != connsBefore+1 {
+				t.Errorf("%d requests, %d connections: a failed verification was retried", calls.Load()-before, conns.Load()-connsBefore)
+			}
+		})
 	}
 }
