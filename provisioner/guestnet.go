@@ -21,7 +21,10 @@ import (
 //     generate` writes the same files on 1.0 and 1.1 (1.1 prints udevadm's
 //     complaint and still exits 0), and `networkctl reload` plus
 //     `networkctl reconfigure` make networkd use them, which is what apply
-//     does after udevadm. The address is then read back until it is right.
+//     does after udevadm. The address, then the default route, are read
+//     back until they are right: networkd sets the route a moment after
+//     the address (measured on Debian bookworm's systemd 252), and verify's
+//     route and gateway checks come next.
 //   - `systemctl is-active A B` succeeds when ANY of the units is active,
 //     so every unit is asked alone; a unit that is not installed exits 4
 //     on systemd ≥ 255, 3 before.
@@ -52,7 +55,8 @@ func waitBooted(ctx context.Context, sh *shell, limit time.Duration) error {
 }
 
 // applyNetplan makes networkd in the pod use the netplan file just written,
-// and waits until eth0 has exactly the spec's address.
+// and waits until eth0 has exactly the spec's address and the default route
+// goes via its gateway.
 func applyNetplan(ctx context.Context, sh *shell, s Spec, limit time.Duration) error {
 	if err := waitBooted(ctx, sh, limit); err != nil {
 		return err
@@ -66,23 +70,57 @@ func applyNetplan(ctx context.Context, sh *shell, s Spec, limit time.Duration) e
 			return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
 		}
 	}
-	var have []netip.Prefix
+	var st podNet
 	err := pollUntil(ctx, limit, func(ctx context.Context) (bool, error) {
 		var err error
-		have, err = podIPv4(ctx, sh)
-		return len(have) == 1 && have[0] == s.Address(), err
+		st, err = readPodNet(ctx, sh, s)
+		return st.as(s), err
 	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-		return fmt.Errorf("%s in the pod has %s after networkd reloaded, not %s", podIface, prefixList(have), s.Address())
+		if len(st.addrs) != 1 || st.addrs[0] != s.Address() {
+			return fmt.Errorf("%s in the pod has %s after networkd reloaded, not %s", podIface, prefixList(st.addrs), s.Address())
+		}
+		return fmt.Errorf("%s in the pod has %s but its default route goes %s after networkd reloaded, not via %s", podIface, s.Address(), st.via(), s.Gateway)
 	}
 	return err
 }
 
 // netplanInEffect reports whether eth0 already has exactly the spec's
-// address, so a file found in place needs no apply.
+// address and default route, so a file found in place needs no apply.
 func netplanInEffect(ctx context.Context, sh *shell, s Spec) (bool, error) {
-	have, err := podIPv4(ctx, sh)
-	return err == nil && len(have) == 1 && have[0] == s.Address(), err
+	st, err := readPodNet(ctx, sh, s)
+	return err == nil && st.as(s), err
+}
+
+// podNet is what the pod's eth0 has: its IPv4 addresses and the gateway of
+// its IPv4 default route (invalid when it has none).
+type podNet struct {
+	addrs   []netip.Prefix
+	gateway netip.Addr
+}
+
+// as reports whether the pod's network is the spec's.
+func (n podNet) as(s Spec) bool {
+	return len(n.addrs) == 1 && n.addrs[0] == s.Address() && (!s.Gateway.IsValid() || n.gateway == s.Gateway)
+}
+
+func (n podNet) via() string {
+	if !n.gateway.IsValid() {
+		return "nowhere (none)"
+	}
+	return "via " + n.gateway.String()
+}
+
+// readPodNet reads eth0's addresses and, once the address is the spec's
+// and it has a gateway, the default route.
+func readPodNet(ctx context.Context, sh *shell, s Spec) (podNet, error) {
+	var n podNet
+	var err error
+	if n.addrs, err = podIPv4(ctx, sh); err != nil || len(n.addrs) != 1 || n.addrs[0] != s.Address() || !s.Gateway.IsValid() {
+		return n, err
+	}
+	n.gateway, err = podDefaultGateway(ctx, sh)
+	return n, err
 }
 
 // podIPv4 lists eth0's IPv4 addresses as `ip -j -4 addr show dev eth0`
@@ -96,6 +134,42 @@ func podIPv4(ctx context.Context, sh *shell) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("ip -j -4 addr show dev %s exited %d: %s", podIface, code, strings.TrimSpace(out))
 	}
 	return parseIPv4Addrs(out)
+}
+
+// podDefaultGateway is the gateway of the pod's IPv4 default route on eth0
+// as `ip -j -4 route show default` prints it; invalid when there is none.
+func podDefaultGateway(ctx context.Context, sh *shell) (netip.Addr, error) {
+	out, code, err := sh.run(ctx, "ip -j -4 route show default")
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if code != 0 {
+		return netip.Addr{}, fmt.Errorf("ip -j -4 route show default exited %d: %s", code, strings.TrimSpace(out))
+	}
+	return parseDefaultGateway(out)
+}
+
+// parseDefaultGateway reads the gateway of the first default route on eth0
+// out of `ip -j route` output.
+func parseDefaultGateway(out string) (netip.Addr, error) {
+	var routes []struct {
+		Dst     string `json:"dst"`
+		Gateway string `json:"gateway"`
+		Dev     string `json:"dev"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &routes); err != nil {
+		return netip.Addr{}, fmt.Errorf("reading ip -j route: %w (%q)", err, out)
+	}
+	for _, r := range routes {
+		if r.Dst == "default" && r.Dev == podIface && r.Gateway != "" {
+			gw, err := netip.ParseAddr(r.Gateway)
+			if err != nil {
+				return netip.Addr{}, fmt.Errorf("reading ip -j route: gateway %q", r.Gateway)
+			}
+			return gw, nil
+		}
+	}
+	return netip.Addr{}, nil
 }
 
 // parseIPv4Addrs reads the IPv4 addresses out of `ip -j addr` output.

@@ -36,3 +36,27 @@ func TestHasUnitType(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDefaultGateway(t *testing.T) {
+	tests := []struct {
+		name, out string
+		want      string // "" = none
+		wantErr   bool
+	}{
+		{"iproute2's default route", `[{"dst":"default","gateway":"10.1.10.1","dev":"eth0","protocol":"static","flags":[]}]`, "10.1.10.1", false},
+		{"on another link", `[{"dst":"default","gateway":"192.168.1.1","dev":"eth1","flags":[]}]`, "", false},
+		{"none yet", `[]`, "", false},
+		{"not JSON", `Error: any valid prefix is expected rather than "x".`, "", true},
+		{"bad gateway", `[{"dst":"default","gateway":"x","dev":"eth0"}]`, "", true},
+	}
+	for _, tt := range tests {
+		got, err := parseDefaultGateway(tt.out)
+		want := netip.Addr{}
+		if tt.want != "" {
+			want = netip.MustParseAddr(tt.want)
+		}
+		if (err != nil) != tt.wantErr || got != want {
+			t.Errorf("%s: parseDefaultGateway = %v, %v; want %v (error %v)", tt.name, got, err, want, tt.wantErr)
+		}
+	}
+}

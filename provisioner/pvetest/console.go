@@ -175,6 +175,8 @@ func (f *Fake) exec(vmid int, cmd string) (string, int) {
 			return `[{"ifname":"eth0","addr_info":[]}]`, 0
 		}
 		return fmt.Sprintf(`[{"ifname":"eth0","addr_info":[{"family":"inet","local":"%s","prefixlen":%d}]}]`, addr.Addr(), addr.Bits()), 0
+	case cmd == "ip -j -4 route show default":
+		return fmt.Sprintf(`[{"dst":"default","gateway":"%s","dev":"eth0","protocol":"static","flags":[]}]`, gateway(g.Config)), 0
 	case cmd == "ip -4 route show default":
 		return fmt.Sprintf("default via %s dev eth0 proto static", gateway(g.Config)), 0
 	case strings.HasPrefix(cmd, "ping "):
