@@ -109,7 +109,14 @@ type Fake struct {
 	// Shell answers console commands before the built-in ones; handled
 	// false falls through to them.
 	Shell func(g *Guest, cmd string) (out string, code int, handled bool)
-	Now   func() time.Time
+	// Agents are the VMs whose guest agent answers (once running with
+	// agent set), with the interfaces it reports; AgentRun answers its
+	// exec (nil: exit 0, no output). MappingList holds the cluster's
+	// resource mappings by type (pci, usb).
+	Agents      map[int][]pve.GuestInterface
+	AgentRun    func(vmid int, argv []string) (out string, code int)
+	MappingList map[string][]pve.Mapping
+	Now         func() time.Time
 
 	mu        sync.Mutex
 	guests    map[int]*Guest
@@ -122,6 +129,7 @@ type Fake struct {
 	// store is the catalogue, what URLs serve and the files on storages
 	// (content.go).
 	store contentStore
+	execs map[int]pve.ExecStatus
 }
 
 type task struct {
@@ -233,7 +241,8 @@ func (f *Fake) Mutations(since int) []string {
 	for _, c := range f.Calls()[since:] {
 		switch c.Method {
 		case "CloneGuest", "UpdateGuestConfig", "UpdateGuestConfigAsync", "StartGuest", "ShutdownGuest", "StopGuest",
-			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume":
+			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume",
+			"ResizeDisk", "AgentExec":
 			out = append(out, c.String())
 		}
 	}
@@ -512,7 +521,7 @@ func (f *Fake) GuestInterfaces(ctx context.Context, g pve.GuestRef) ([]pve.Guest
 		return nil, notFound("GET", g, "/interfaces")
 	}
 	if g.Kind == pve.QEMU {
-		return nil, refused("GET", g, "/agent/network-get-interfaces", "QEMU guest agent is not running")
+		return f.agent("GET", g, "/agent/network-get-interfaces")
 	}
 	if got.Status != "running" {
 		return nil, refused("GET", g, "/interfaces", fmt.Sprintf("CT %d not running", g.VMID))
