@@ -31,12 +31,12 @@ type Health struct {
 	// Kind is lxc (a CloudPod, a CT) or qemu (a VM).
 	Kind      pve.GuestKind `json:"kind,omitempty"`
 	Hostname  string        `json:"hostname,omitempty"`
-	IP        string  `json:"ip,omitempty"`
-	Tenant    string  `json:"tenant,omitempty"`
-	Node      string  `json:"node"`
-	State     string  `json:"state"`
-	PVEStatus string  `json:"pve_status,omitempty"`
-	Uptime    float64 `json:"uptime_s"`
+	IP        string        `json:"ip,omitempty"`
+	Tenant    string        `json:"tenant,omitempty"`
+	Node      string        `json:"node"`
+	State     string        `json:"state"`
+	PVEStatus string        `json:"pve_status,omitempty"`
+	Uptime    float64       `json:"uptime_s"`
 	// CPU is the share of the CT's cores in use, 0 to 1.
 	CPU      float64 `json:"cpu"`
 	CPUs     int     `json:"cpus,omitempty"`

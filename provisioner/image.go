@@ -122,7 +122,9 @@ func (p *Provisioner) VerifyImage(ctx context.Context, req ImageVerifyRequest) (
 		Reporter: req.Reporter, Stop: req.Stop, Requester: req.Requester}
 	var c *contentRun
 	run := p.newRun(flow.Options{Reporter: req.Reporter, Stop: req.Stop, Nothing: "nothing was changed",
-		Audit: func(err error, took time.Duration) { p.auditContent("image verify", req.VolID, req.Node, req.Requester, took, err) }})
+		Audit: func(err error, took time.Duration) {
+			p.auditContent("image verify", req.VolID, req.Node, req.Requester, took, err)
+		}})
 	c = p.newContentRun(creq, run)
 	err := run.Execute(ctx, []flow.Step{
 		{Name: StepValidate, ReadOnly: true, Run: func(ctx context.Context) error {
@@ -187,7 +189,9 @@ func (p *Provisioner) DeleteImage(ctx context.Context, req ImageDeleteRequest) (
 	sid, content, _, perr := parseImageVolume(req.VolID)
 	present := false
 	run := p.newRun(flow.Options{Reporter: req.Reporter, Stop: req.Stop, Nothing: "nothing was deleted",
-		Audit: func(err error, took time.Duration) { p.auditContent("image delete", req.VolID, req.Node, req.Requester, took, err) }})
+		Audit: func(err error, took time.Duration) {
+			p.auditContent("image delete", req.VolID, req.Node, req.Requester, took, err)
+		}})
 	err := run.Execute(ctx, []flow.Step{
 		{Name: StepInspect, ReadOnly: true, Run: func(ctx context.Context) error {
 			if perr != nil {

@@ -171,7 +171,9 @@ type openwrtMirror struct {
 	http *http.Client
 }
 
-func (t *openwrtTemplateRun) mirror() openwrtMirror { return openwrtMirror{base: t.req.Mirror, http: t.req.HTTP} }
+func (t *openwrtTemplateRun) mirror() openwrtMirror {
+	return openwrtMirror{base: t.req.Mirror, http: t.req.HTTP}
+}
 
 // get fetches a small file from the mirror.
 func (m openwrtMirror) get(ctx context.Context, rel string) ([]byte, error) {

@@ -524,7 +524,9 @@ func (c *configCheck) add(name string, ok bool, have, want string) {
 	c.checks = append(c.checks, ch)
 }
 
-func (r *vmRun) finalized(ctx context.Context) (string, error) { return r.p.finalizedGuest(ctx, r.vm()) }
+func (r *vmRun) finalized(ctx context.Context) (string, error) {
+	return r.p.finalizedGuest(ctx, r.vm())
+}
 
 func (r *vmRun) planFinalize(context.Context) ([]flow.Call, error) {
 	return []flow.Call{{Method: "PUT", Path: vmPathOf(r.spec.Node, r.spec.VMID, "/config"), Params: "description=(marker: ready)"}}, nil
