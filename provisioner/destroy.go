@@ -187,6 +187,7 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 	res, err := d.p.Inspect(ctx, req.Node, req.VMID)
 	d.res = res
 	d.g = pve.GuestRef{Kind: res.Kind, Node: req.Node, VMID: req.VMID}
+	d.run.SetKind(res.Kind)
 	if errors.Is(err, pve.ErrNotFound) {
 		if req.IfExists {
 			return nil // every step after this one finds its work done

@@ -87,6 +87,11 @@ func (r *vmRun) preflightClone(ctx context.Context) error {
 			return problemf(ErrInvalidSpec, "--ipconfig%d: template VM %d has no net%d card", i, s.Template, i)
 		}
 	}
+	if s.Name == "" {
+		r.spec.Name = fmt.Sprintf("%s-%d", orDefault(tcfg.Get("name"), "vm"), s.VMID)
+		r.res.Name = r.spec.Name
+		r.reasons = append(r.reasons, "name "+r.spec.Name+": the template's name and the VMID (no --name)")
+	}
 	if !s.Agent && agentConfigured(tcfg.Get("agent")) {
 		r.spec.Agent = true
 		r.reasons = append(r.reasons, fmt.Sprintf("the guest agent: enabled in template VM %d, waited for after start", s.Template))

@@ -81,7 +81,9 @@ func (r *vmRun) validateCommon() []string {
 	if s.VMID < 100 || s.VMID > MaxVMID {
 		add("VMID %d is out of range: PVE guest ids run from 100 to %d", s.VMID, MaxVMID)
 	}
-	if err := netcfg.ValidHostname(s.Name); err != nil {
+	if s.Name == "" && s.Template != 0 {
+		// A clone without --name is named after its template (preflight).
+	} else if err := netcfg.ValidHostname(s.Name); err != nil {
 		add("--name: %v", err)
 	}
 	if s.Cores < 1 || s.Cores > 8192 {

@@ -13,9 +13,10 @@ import (
 func newOpenWrtCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "openwrt",
-		Short: "OpenWrt routers as containers: the template from the official rootfs, and the router",
+		Short: "OpenWrt routers: as containers (the template from the official rootfs, and the router), and as VMs",
 	}
 	cmd.AddCommand(newOpenWrtTemplateCommand(g), newOpenWrtCreateCommand(g))
+	cmd.AddCommand(newOpenWrtVMCommand(g))
 	return cmd
 }
 

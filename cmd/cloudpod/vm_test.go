@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/migrahosting/cloudpods/fixtures/openwrtmirror"
+	"github.com/migrahosting/cloudpods/fixtures/vmimages"
+)
+
+// pubKey is a well-formed ssh-ed25519 authorized_keys line.
+func pubKey(comment string) string {
+	blob := binary.BigEndian.AppendUint32(nil, 11)
+	blob = append(blob, "ssh-ed25519"...)
+	blob = binary.BigEndian.AppendUint32(blob, 32)
+	blob = append(blob, make([]byte, 32)...)
+	return "ssh-ed25519 " + base64.StdEncoding.EncodeToString(blob) + " " + comment
+}
+
+// imageMirror serves files on loopback, as a cloud image publisher would.
+func imageMirror(t *testing.T, files map[string][]byte) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(openwrtmirror.Handler(files))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// cloudImage is a qcow2 cloud image whose guest runs cloud-init and the
+// QEMU guest agent.
+var cloudImage = vmimages.QCOW2(2<<30, &vmimages.Manifest{OS: "ubuntu", Agent: true, CloudInit: true})
+
+// TestVMCreateCloudInit is issue 17's first "Done when": vm create from a
+// URL with its checksum, OVMF, disk grown to 16G, a tagged card,
+// cloud-init user, keys and address, the agent; PVE's config as asked and
+// the agent showing the address. Then the same command converges, and
+// destroy removes the VM by its marker.
+func TestVMCreateCloudInit(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	srv := imageMirror(t, map[string][]byte{"images/noble.qcow2": cloudImage})
+	keys := pubKey("ops@laptop") + "\n" + pubKey("ci@runner")
+	keyFile := filepath.Join(t.TempDir(), "keys.pub")
+	must(t, os.WriteFile(keyFile, []byte(keys+"\n"), 0o644))
+	args := []string{"vm", "create", "--vmid", "500", "--name", "ci1", "--image", srv.URL + "/images/noble.qcow2",
+		"--checksum", "sha256:" + vmimages.SHA256(cloudImage), "--storage", "auto", "--disk", "16", "--bios", "ovmf",
+		"--net", "name=net0,bridge=vmbr0,tag=30", "--ciuser", "ops", "--sshkeys", keyFile,
+		"--ipconfig0", "ip=10.1.10.150/24,gw=10.1.10.1", "--agent", "--start"}
+
+	out, _ := c.mustRun(t, 0, append(args, "--dry-run")...)
+	wantIn(t, "dry run", out, "download-url", "content=import", "filename=noble.qcow2", "scsi0=clients-backup:0,import-from=local:import/noble.qcow2",
+		"efidisk0=clients-backup:1,efitype=4m,pre-enrolled-keys=0", "ide2=clients-backup:cloudinit", "sshkeys=(2 keys, percent-encoded)",
+		"PUT    /nodes/pve/qemu/500/resize", "disk=scsi0 size=16G", "/agent/ping", "why:", "disks: storage clients-backup: the active images storage with the most room")
+	if _, ok := c.sim.Guest(500); ok {
+		t.Fatal("the dry run made VM 500")
+	}
+
+	out, _ = c.mustRun(t, 0, args...)
+	wantIn(t, "vm create", out, "VM 500 ci1 created: running on node pve, disks on clients-backup", "agent shows net0 10.1.10.150/24")
+	g, ok := c.sim.Guest(500)
+	if !ok || g.Status != "running" {
+		t.Fatalf("VM 500: %v %v", ok, g.Status)
+	}
+	encoded := strings.ReplaceAll(url.QueryEscape(keys), "+", "%20")
+	for k, want := range map[string]string{
+		"scsi0":     `^clients-backup:vm-500-disk-1,discard=on,iothread=1,size=16G,ssd=1$`,
+		"efidisk0":  `^clients-backup:vm-500-disk-0,efitype=4m,pre-enrolled-keys=0,size=1M$`,
+		"ide2":      `^clients-backup:vm-500-cloudinit,media=cdrom$`,
+		"ipconfig0": `^ip=10\.1\.10\.150/24,gw=10\.1\.10\.1$`,
+		"sshkeys":   "^" + regexp.QuoteMeta(encoded) + "$",
+		"net0":      `^virtio=BC:24:11:[0-9A-F:]{8},bridge=vmbr0,tag=30$`,
+		"bios":      `^ovmf$`,
+		"agent":     `^enabled=1$`,
+		"ciuser":    `^ops$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(g.Config[k]) {
+			t.Errorf("config %s = %q, want %s", k, g.Config[k], want)
+		}
+	}
+	if _, ok := c.sim.ContentFile("local:import/noble.qcow2"); !ok {
+		t.Error("the image is not on local's import content")
+	}
+
+	out, _ = c.mustRun(t, 0, args...)
+	wantIn(t, "again", out, "image      skip", "create     skip: VM 500 exists with this spec", "resize     skip", "start      skip: already running",
+		"VM 500 ci1 already as asked, nothing to do")
+
+	_, errs := c.mustRun(t, exitConflict, "vm", "create", "--vmid", "500", "--name", "ci1", "--image", "local:import/noble.qcow2",
+		"--net", "name=net0,bridge=vmbr0,tag=30")
+	wantIn(t, "another spec", errs, "VM 500 already exists with a different spec")
+
+	out, _ = c.mustRun(t, 0, "vm", "list")
+	wantIn(t, "vm list", out, "500", "ci1", "10.1.10.150", "running")
+	out, _ = c.mustRun(t, 0, "destroy", "500", "--force", "--yes")
+	wantIn(t, "destroy", out, "VM 500 ci1 (10.1.10.150) destroyed")
+	if _, ok := c.sim.Guest(500); ok {
+		t.Error("VM 500 is still there")
+	}
+}
