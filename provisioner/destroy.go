@@ -48,7 +48,7 @@ type DestroyRequest struct {
 type DestroyResult struct {
 	VMID int `json:"vmid"`
 	// Kind is the guest's: lxc (a CloudPod, a CT) or qemu (a VM).
-	Kind     pve.GuestKind `json:"kind"`
+	Kind     pve.GuestKind `json:"-"`
 	Hostname string        `json:"hostname,omitempty"`
 	IP       string        `json:"ip,omitempty"`
 	Tenant   string        `json:"tenant,omitempty"`

@@ -29,7 +29,7 @@ const (
 type Health struct {
 	VMID int `json:"vmid"`
 	// Kind is lxc (a CloudPod, a CT) or qemu (a VM).
-	Kind      pve.GuestKind `json:"kind,omitempty"`
+	Kind      pve.GuestKind `json:"-"`
 	Hostname  string        `json:"hostname,omitempty"`
 	IP        string        `json:"ip,omitempty"`
 	Tenant    string        `json:"tenant,omitempty"`

@@ -87,6 +87,10 @@ func (r *vmRun) preflightClone(ctx context.Context) error {
 			return problemf(ErrInvalidSpec, "--ipconfig%d: template VM %d has no net%d card", i, s.Template, i)
 		}
 	}
+	// What the clone has is the template's: its marker and spec say so.
+	r.spec.Cores, _ = strconv.Atoi(orDefault(tcfg.Get("cores"), "1"))
+	r.spec.MemoryMB, _ = strconv.Atoi(orDefault(tcfg.Get("memory"), "512"))
+	r.spec.CPU, r.spec.BIOS, r.spec.Machine = tcfg.Get("cpu"), orDefault(tcfg.Get("bios"), BIOSSeaBIOS), tcfg.Get("machine")
 	if s.Name == "" {
 		r.spec.Name = fmt.Sprintf("%s-%d", orDefault(tcfg.Get("name"), "vm"), s.VMID)
 		r.res.Name = r.spec.Name

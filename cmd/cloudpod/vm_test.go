@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/migrahosting/cloudpods/fixtures/openwrtmirror"
+	"github.com/migrahosting/cloudpods/fixtures/pvesim"
 	"github.com/migrahosting/cloudpods/fixtures/vmimages"
 )
 
@@ -101,4 +102,96 @@ func TestVMCreateCloudInit(t *testing.T) {
 	if _, ok := c.sim.Guest(500); ok {
 		t.Error("VM 500 is still there")
 	}
+}
+
+// seedCloudImage puts the cloud image on local's import content, as an
+// earlier image download would have.
+func seedCloudImage(t *testing.T, c *cli) {
+	t.Helper()
+	must(t, c.sim.AddVolumeFile("local:import/noble.qcow2", cloudImage))
+}
+
+// TestVMTemplateAndLinkedClone is issue 17's third "Done when": vm
+// template 500, then vm clone 500 --vmid 501 --linked with its own
+// ipconfig0 → a running clone the agent shows at its own address; both
+// commands again converge.
+func TestVMTemplateAndLinkedClone(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	seedCloudImage(t, c)
+	c.mustRun(t, 0, "vm", "create", "--vmid", "500", "--name", "ci1", "--image", "local:import/noble.qcow2", "--storage", "clients-main",
+		"--disk", "16", "--net", "name=net0,bridge=vmbr0", "--ciuser", "ops", "--ipconfig0", "ip=10.1.10.150/24,gw=10.1.10.1", "--agent", "--start")
+
+	out, _ := c.mustRun(t, 0, "vm", "template", "500")
+	wantIn(t, "vm template", out, "shutdown   done", "convert    done", "VM 500 ci1 is a template now")
+	g, _ := c.sim.Guest(500)
+	if g.Config["template"] != "1" || !strings.HasPrefix(g.Config["scsi0"], "clients-main:base-500-disk-") || g.Status != "stopped" {
+		t.Fatalf("template: %s %v", g.Status, g.Config)
+	}
+	out, _ = c.mustRun(t, 0, "vm", "template", "500")
+	wantIn(t, "again", out, "is a template already, nothing to do")
+
+	clone := []string{"vm", "clone", "500", "--vmid", "501", "--linked", "--ipconfig0", "ip=10.1.10.151/24,gw=10.1.10.1"}
+	out, _ = c.mustRun(t, 0, append(clone, "--dry-run")...)
+	wantIn(t, "dry run", out, "POST   /nodes/pve/qemu/500/clone", "full=0", "newid=501", "name=ci1-501", "ipconfig0=ip=10.1.10.151/24,gw=10.1.10.1",
+		"linked clone: its disks reference template VM 500's base volumes on clients-main")
+	out, _ = c.mustRun(t, 0, clone...)
+	wantIn(t, "vm clone", out, "clone      done: linked clone of VM 500", "VM 501 ci1-501 cloned from VM 500: running", "agent shows net0 10.1.10.151/24")
+	g, _ = c.sim.Guest(501)
+	if g.Status != "running" || !strings.HasPrefix(g.Config["scsi0"], "clients-main:base-500-disk-0/vm-501-disk-") || g.Config["ipconfig0"] != "ip=10.1.10.151/24,gw=10.1.10.1" {
+		t.Errorf("clone: %s %v", g.Status, g.Config)
+	}
+	out, _ = c.mustRun(t, 0, clone...)
+	wantIn(t, "again", out, "clone      skip", "configure  skip", "already as asked, nothing to do")
+
+	_, errs := c.mustRun(t, exitRefused, "destroy", "500", "--force", "--yes")
+	wantIn(t, "destroy the template", errs, "VM 500 (ci1) is a template: destroy refuses templates")
+	_, errs = c.mustRun(t, exitPreflight, "vm", "clone", "501", "--vmid", "502")
+	wantIn(t, "clone of a non-template", errs, "VM 501 is not a template: convert it first with: cloudpod vm template 501")
+}
+
+// TestVMPassthroughOnlyByMapping is issue 17's fourth "Done when": a raw
+// host device is refused before any call, naming mappings as the way; a
+// mapping the cluster lacks is refused in preflight, listing the ones it
+// has; a mapping it has goes through.
+func TestVMPassthroughOnlyByMapping(t *testing.T) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) {
+		cfg.Tokens[0].Privileges = append(pvesim.PVEAdminPrivileges(cfg.Version), "Sys.AccessNetwork", "Mapping.Use")
+	})
+	seedCloudImage(t, c)
+	c.sim.AddMapping("pci", "gpu0", "node=pve,path=0000:01:00.0,id=10de:2204")
+	before := c.sim.Requests()
+	_, errs := c.mustRun(t, exitUsage, "vm", "create", "--vmid", "510", "--name", "gpu1", "--image", "local:import/noble.qcow2",
+		"--net", "name=net0,bridge=vmbr0", "--hostpci", "host=0000:01:00.0")
+	wantIn(t, "raw host", errs, `--hostpci host=0000:01:00.0: PVE says "only root can set 'hostpci0' config for non-mapped devices"`,
+		"resource mapping", "--hostpci mapping=NAME", "Mapping.Use on /mapping/pci/NAME")
+	if after := c.sim.Requests(); !sameCounts(before, after) {
+		t.Errorf("PVE saw requests for a refused --hostpci: before %v after %v", before, after)
+	}
+	_, errs = c.mustRun(t, exitUsage, "vm", "create", "--vmid", "510", "--name", "gpu1", "--image", "local:import/noble.qcow2",
+		"--net", "name=net0,bridge=vmbr0", "--hostpci", "mapping=gpu0,romfile=vbios.bin", "--usb", "host=0951:1666")
+	wantIn(t, "romfile and usb host", errs, "only root@pam can set 'romfile' option", "only root can set 'usb0' config for real devices")
+
+	_, errs = c.mustRun(t, exitPreflight, "vm", "create", "--vmid", "510", "--name", "gpu1", "--image", "local:import/noble.qcow2",
+		"--net", "name=net0,bridge=vmbr0", "--hostpci", "mapping=gpu9")
+	wantIn(t, "unknown mapping", errs, "--hostpci mapping=gpu9: the cluster has no PCI mapping gpu9 (it has: gpu0)")
+
+	out, _ := c.mustRun(t, 0, "vm", "create", "--vmid", "510", "--name", "gpu1", "--image", "local:import/noble.qcow2", "--machine", "q35",
+		"--net", "name=net0,bridge=vmbr0", "--hostpci", "mapping=gpu0,pcie=1")
+	wantIn(t, "mapped", out, "VM 510 gpu1 created: stopped")
+	if g, _ := c.sim.Guest(510); g.Config["hostpci0"] != "mapping=gpu0,pcie=1" || g.Config["machine"] != "q35" {
+		t.Errorf("hostpci0 %q machine %q", g.Config["hostpci0"], g.Config["machine"])
+	}
+}
+
+// sameCounts reports whether two request counters are equal.
+func sameCounts(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
 }
