@@ -195,3 +195,77 @@ func sameCounts(a, b map[string]int) bool {
 	}
 	return true
 }
+
+// TestOpenWrtVM is issue 17's second "Done when": a tampered image is
+// refused by its sha256 and leaves nothing on the storage; openwrt vm
+// --version latest --vmid 600 --wan vmbr0 --lan vmbr1 gives VM 600 running
+// with two cards and the imported disk, its UCI set through the serial
+// console, its WAN leased; the same command again has nothing to do.
+func TestOpenWrtVM(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	const ver = "24.10.0"
+	files, err := openwrtmirror.Tree(ver, "23.05.5")
+	must(t, err)
+	imgPath := openwrtmirror.TargetDir(ver) + "/" + openwrtmirror.ImageName(ver, true)
+	tampered := map[string][]byte{}
+	for p, b := range files {
+		tampered[p] = b
+	}
+	good := files[imgPath]
+	tampered[imgPath] = append(append([]byte(nil), good[:len(good)-8]...), []byte("tampered")...)
+	bad := imageMirror(t, tampered)
+	_, errs := c.mustRun(t, exitFailed, "openwrt", "vm", "--version", "latest", "--vmid", "600", "--wan", "vmbr0", "--lan", "vmbr1", "--mirror", bad.URL)
+	wantIn(t, "tampered image", errs, "checksum mismatch for "+openwrtmirror.ImageName(ver, true)+": expected sha256:"+vmimages.SHA256(good)+" (the release's sha256sums), got sha256:"+vmimages.SHA256(tampered[imgPath]),
+		"nothing was stored")
+	if _, ok := c.sim.Guest(600); ok {
+		t.Fatal("VM 600 was made from a tampered image")
+	}
+	rows, _ := c.mustRun(t, 0, "image", "list", "--storage", "local")
+	if strings.Contains(rows, "openwrt") {
+		t.Fatalf("the tampered image left something on local:\n%s", rows)
+	}
+
+	mirror := imageMirror(t, files)
+	args := []string{"openwrt", "vm", "--version", "latest", "--vmid", "600", "--wan", "vmbr0", "--lan", "vmbr1", "--mirror", mirror.URL}
+	out, _ := c.mustRun(t, 0, append(args, "--dry-run")...)
+	wantIn(t, "dry run", out, "GET    "+mirror.URL+"/"+imgPath, "decompressed here", "POST   /nodes/pve/storage/local/upload",
+		"content=import", "filename=openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw", "bios=ovmf",
+		"scsi0=clients-backup:0,import-from=local:import/openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw",
+		"net0=virtio,bridge=vmbr1", "net1=virtio,bridge=vmbr0", "serial0=socket", "/termproxy", "network.lan.ipaddr=192.168.1.1",
+		"the UEFI image (combined-efi) with OVMF")
+
+	out, _ = c.mustRun(t, 0, args...)
+	wantIn(t, "openwrt vm", out, "latest 24.x release on the mirror: 24.10.0", "sha256 matches; decompressed to openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw",
+		"uci        done", "router VM 600 openwrt-600 created: running", "LAN 192.168.1.1/24 on vmbr1, WAN 10.1.10.2")
+	g, ok := c.sim.Guest(600)
+	if !ok || g.Status != "running" {
+		t.Fatalf("VM 600: %v %s", ok, g.Status)
+	}
+	for k, want := range map[string]string{
+		"scsi0":    `^clients-backup:vm-600-disk-1,discard=on,iothread=1,size=1M,ssd=1$`,
+		"efidisk0": `^clients-backup:vm-600-disk-0,efitype=4m,pre-enrolled-keys=0,size=1M$`,
+		"net0":     `^virtio=BC:24:11:[0-9A-F:]{8},bridge=vmbr1$`,
+		"net1":     `^virtio=BC:24:11:[0-9A-F:]{8},bridge=vmbr0$`,
+		"bios":     `^ovmf$`,
+		"serial0":  `^socket$`,
+		"boot":     `^order=scsi0$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(g.Config[k]) {
+			t.Errorf("config %s = %q, want %s", k, g.Config[k], want)
+		}
+	}
+	if g.Config["net2"] != "" || g.Config["ide2"] != "" {
+		t.Errorf("net2 %q ide2 %q", g.Config["net2"], g.Config["ide2"])
+	}
+	raw, ok := c.sim.ContentFile("local:import/openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw")
+	if b, err := os.ReadFile(raw); !ok || err != nil || string(b) != string(openwrtmirror.Disk(ver, true)) {
+		t.Errorf("the import volume is not the decompressed image (%v %v)", ok, err)
+	}
+	network := readFile(t, filepath.Join(c.sim.RootDir(600), "etc/config/network"))
+	wantIn(t, "UCI network", network, "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\toption ipaddr '192.168.1.1'",
+		"config interface 'wan'\n\toption device 'eth1'\n\toption proto 'dhcp'")
+	wantIn(t, "UCI system", readFile(t, filepath.Join(c.sim.RootDir(600), "etc/config/system")), "option hostname 'openwrt-600'")
+
+	out, _ = c.mustRun(t, 0, args...)
+	wantIn(t, "again", out, "fetch      skip", "create     skip", "uci        skip: UCI already as wanted", "already as asked, nothing to do")
+}
