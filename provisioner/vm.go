@@ -125,11 +125,12 @@ func (s VMSpec) Hash() string {
 // where they fit (health reads them).
 func (s VMSpec) marker(runID string, now time.Time) Marker {
 	e := essentials{VMID: s.VMID, Hostname: s.Name, Cores: s.Cores, MemoryMB: s.MemoryMB, Storage: s.Storage, Node: s.Node, Tenant: s.Tenant}
+	first := 0
 	if len(s.NICs) > 0 {
-		e.Bridge = s.NICs[0].Bridge
-		if n, err := netcfg.ParseIPConfig("ipconfig", s.IPConfigs[s.NICs[0].Index]); err == nil {
-			e.Address, e.Gateway = n.IP, n.GW
-		}
+		e.Bridge, first = s.NICs[0].Bridge, s.NICs[0].Index
+	}
+	if n, err := netcfg.ParseIPConfig("ipconfig", s.IPConfigs[first]); err == nil {
+		e.Address, e.Gateway = n.IP, n.GW
 	}
 	return Marker{Version: 1, By: "cloudpods", VMID: s.VMID, Hostname: s.Name, Tenant: s.Tenant, SpecHash: s.Hash(), Spec: e,
 		RunID: runID, Created: now.UTC().Truncate(time.Second), State: "provisioning"}
