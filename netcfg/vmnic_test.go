@@ -59,14 +59,14 @@ func TestSameVMNIC(t *testing.T) {
 
 func TestParseIPConfig(t *testing.T) {
 	for in, want := range map[string]string{
-		"ip=10.1.10.150/24,gw=10.1.10.1":     "ip=10.1.10.150/24,gw=10.1.10.1",
-		"gw=10.1.10.1,ip=10.1.10.150/24":     "ip=10.1.10.150/24,gw=10.1.10.1",
-		"ip=dhcp,ip6=auto":                   "ip=dhcp,ip6=auto",
-		"ip=10.1.10.150/24,gw=10.1.11.1":     "--ipconfig0 gw=10.1.11.1 is outside ip=10.1.10.150/24's subnet",
-		"ip=dhcp,gw=10.1.10.1":               "--ipconfig0 gw=10.1.10.1 needs a static ip=CIDR beside it",
-		"ip=manual":                          "--ipconfig0 ip=manual has no cloud-init form",
-		"ip=10.1.10.0/24":                    "--ipconfig0 ip=10.1.10.0/24 is its subnet's network or broadcast address",
-		"bridge=vmbr0":                       "--ipconfig0 key bridge is not one cloud-init takes",
+		"ip=10.1.10.150/24,gw=10.1.10.1":      "ip=10.1.10.150/24,gw=10.1.10.1",
+		"gw=10.1.10.1,ip=10.1.10.150/24":      "ip=10.1.10.150/24,gw=10.1.10.1",
+		"ip=dhcp,ip6=auto":                    "ip=dhcp,ip6=auto",
+		"ip=10.1.10.150/24,gw=10.1.11.1":      "--ipconfig0 gw=10.1.11.1 is outside ip=10.1.10.150/24's subnet",
+		"ip=dhcp,gw=10.1.10.1":                "--ipconfig0 gw=10.1.10.1 needs a static ip=CIDR beside it",
+		"ip=manual":                           "--ipconfig0 ip=manual has no cloud-init form",
+		"ip=10.1.10.0/24":                     "--ipconfig0 ip=10.1.10.0/24 is its subnet's network or broadcast address",
+		"bridge=vmbr0":                        "--ipconfig0 key bridge is not one cloud-init takes",
 		"ip=10.1.10.150/24,ip=10.1.10.151/24": "--ipconfig0 key ip appears twice",
 	} {
 		n, err := ParseIPConfig("--ipconfig0", in)
