@@ -43,7 +43,13 @@ var cloudImage = vmimages.QCOW2(2<<30, &vmimages.Manifest{OS: "ubuntu", Agent: t
 // the agent showing the address. Then the same command converges, and
 // destroy removes the VM by its marker.
 func TestVMCreateCloudInit(t *testing.T) {
-	c := startCLIWith(t, withNetworkToken)
+	for _, version := range []string{"9.1", "8.4"} {
+		t.Run(version, func(t *testing.T) { testVMCreateCloudInit(t, version) })
+	}
+}
+
+func testVMCreateCloudInit(t *testing.T, version string) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) { cfg.Version = version; withNetworkToken(cfg) })
 	srv := imageMirror(t, map[string][]byte{"images/noble.qcow2": cloudImage})
 	keys := pubKey("ops@laptop") + "\n" + pubKey("ci@runner")
 	keyFile := filepath.Join(t.TempDir(), "keys.pub")
@@ -268,4 +274,75 @@ func TestOpenWrtVM(t *testing.T) {
 
 	out, _ = c.mustRun(t, 0, args...)
 	wantIn(t, "again", out, "fetch      skip", "create     skip", "uci        skip: UCI already as wanted", "already as asked, nothing to do")
+}
+
+// TestVMAgentPrivilegesOnPVE84And91: the guest agent's privilege is
+// VM.Monitor on PVE 8.4 and VM.GuestAgent.* on 9.1; a token without it is
+// refused in preflight, naming it, and nothing is made.
+func TestVMAgentPrivilegesOnPVE84And91(t *testing.T) {
+	for version, missing := range map[string]string{"8.4": "VM.Monitor on /vms/500", "9.1": "VM.GuestAgent.Audit on /vms/500 (or VM.GuestAgent.Unrestricted on /vms/500)"} {
+		t.Run(version, func(t *testing.T) {
+			c := startCLIWith(t, func(cfg *pvesim.Config) {
+				cfg.Version = version
+				for _, p := range pvesim.PVEAdminPrivileges(version) {
+					if p != "VM.Monitor" && !strings.HasPrefix(p, "VM.GuestAgent.") {
+						cfg.Tokens[0].Privileges = append(cfg.Tokens[0].Privileges, p)
+					}
+				}
+			})
+			seedCloudImage(t, c)
+			_, errs := c.mustRun(t, exitPreflight, "vm", "create", "--vmid", "500", "--name", "ci1", "--image", "local:import/noble.qcow2",
+				"--net", "name=net0,bridge=vmbr0", "--agent", "--start")
+			wantIn(t, "agent privilege", errs, "the API token lacks "+missing)
+			if _, ok := c.sim.Guest(500); ok {
+				t.Error("VM 500 was made")
+			}
+		})
+	}
+}
+
+// TestImageCommands: download (a .img named as the qcow2 it is), reuse,
+// verify (a match, then a mismatch naming both sums), an ISO in a drive
+// refused for delete, delete.
+func TestImageCommands(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	iso := []byte("CD001 an ISO image")
+	srv := imageMirror(t, map[string][]byte{"noble-server-cloudimg-amd64.img": cloudImage, "debian-12.iso": iso})
+	img := srv.URL + "/noble-server-cloudimg-amd64.img"
+	sum := "sha256:" + vmimages.SHA256(cloudImage)
+	_, errs := c.mustRun(t, exitUsage, "image", "download", img, "--checksum", sum)
+	wantIn(t, ".img", errs, "needs --content import and --filename NAME.qcow2")
+	_, errs = c.mustRun(t, exitUsage, "image", "download", img, "--content", "import", "--filename", "noble.qcow2")
+	wantIn(t, "no checksum", errs, "pass --checksum ALGO:HEX")
+
+	dl := []string{"image", "download", img, "--content", "import", "--filename", "noble.qcow2", "--checksum", sum, "--storage", "local"}
+	out, _ := c.mustRun(t, 0, dl...)
+	wantIn(t, "download", out, "local:import/noble.qcow2 stored", "verified by PVE (sha256)")
+	out, _ = c.mustRun(t, 0, dl...)
+	wantIn(t, "again", out, "reused the copy already on local: PVE confirmed its sha256", "already there, reused")
+	out, _ = c.mustRun(t, 0, "image", "download", srv.URL+"/debian-12.iso", "--checksum", "sha256:"+vmimages.SHA256(iso), "--storage", "local")
+	wantIn(t, "iso", out, "local:iso/debian-12.iso stored")
+	out, _ = c.mustRun(t, 0, "image", "list", "--storage", "local")
+	if !regexp.MustCompile(`(?m)^local:import/noble\.qcow2 +import +qcow2 +384 KiB$`).MatchString(out) || !regexp.MustCompile(`(?m)^local:iso/debian-12\.iso +iso `).MatchString(out) {
+		t.Errorf("image list:\n%s", out)
+	}
+
+	out, _ = c.mustRun(t, 0, "image", "verify", "local:import/noble.qcow2", "--checksum", sum, "--url", img)
+	wantIn(t, "verify", out, "local:import/noble.qcow2 matches "+sum+" (384 KiB): PVE confirmed it")
+	other := vmimages.SHA256([]byte("other"))
+	_, errs = c.mustRun(t, exitFailed, "image", "verify", "local:import/noble.qcow2", "--checksum", "sha256:"+other, "--url", img)
+	wantIn(t, "mismatch", errs, "the copy of noble.qcow2 already on storage local has "+sum+", not the expected sha256:"+other, "it was left as it was")
+	_, errs = c.mustRun(t, exitPreflight, "image", "verify", "local:import/gone.qcow2", "--checksum", sum, "--url", img)
+	wantIn(t, "missing", errs, "gone.qcow2 is not on storage local: nothing to verify")
+
+	must(t, c.sim.AddVM(520, map[string]string{"name": "installer", "ide2": "local:iso/debian-12.iso,media=cdrom"}))
+	_, errs = c.mustRun(t, exitRefused, "image", "delete", "local:iso/debian-12.iso")
+	wantIn(t, "in use", errs, "local:iso/debian-12.iso is in a drive of VM 520 (ide2): eject it there first, or pass --force")
+	out, _ = c.mustRun(t, 0, "image", "delete", "local:import/noble.qcow2")
+	wantIn(t, "delete", out, "local:import/noble.qcow2 deleted")
+	out, _ = c.mustRun(t, 0, "image", "delete", "local:import/noble.qcow2")
+	wantIn(t, "delete again", out, "is not there: nothing to delete")
+	if _, ok := c.sim.ContentFile("local:import/noble.qcow2"); ok {
+		t.Error("the image is still there")
+	}
 }
