@@ -216,7 +216,7 @@ func (p *Provisioner) checkNodeOnline(ctx context.Context, name string) error {
 // checkExisting: a free VMID is a fresh create; one holding a CT this
 // spec made is a converging re-run; anything else is refused.
 func (r *ctRun) checkExisting(ctx context.Context) error {
-	cfg, sameRun, err := r.p.existingGuest(ctx, r.ct(), r.spec.Hash(), r.runID, func(desc string) []string {
+	cfg, sameRun, err := r.p.existingGuest(ctx, r.run, r.ct(), r.spec.Hash(), r.runID, func(desc string) []string {
 		if old, ok := parseCTSpec(desc); ok {
 			return diffCTSpecs(old, r.spec.hashed())
 		}
@@ -226,11 +226,7 @@ func (r *ctRun) checkExisting(ctx context.Context) error {
 		return err
 	}
 	r.existing = cfg
-	if sameRun {
-		r.createTried, r.created = true, true
-	}
-	m, _ := ParseMarker(cfg.Get("description"))
-	r.run.Info(fmt.Sprintf("CT %d exists with this spec (run %s): converging", r.spec.VMID, m.RunID))
+	r.createTried, r.created = sameRun, sameRun
 	return nil
 }
 

@@ -58,30 +58,15 @@ func (r *ctRun) create(ctx context.Context) error {
 	params := r.createParams(s.description(m))
 	r.createTried = true
 	r.res.Changed = true
-	_, err := r.run.Retry().Task(ctx, fmt.Sprintf("create CT %d from %s", s.VMID, s.OSTemplate), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.CreateGuest(ctx, r.ct(), params)
-		if err == nil {
-			r.created = true
-			r.tasks = append(r.tasks, upid)
-		}
-		return upid, err
-	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
-		return err
-	}, r.createdByThisRun)
-	if err != nil {
-		return err
-	}
-	r.created = true
-	// A create whose answer was lost: wait for its lock to clear.
-	return r.p.waitNoLock(ctx, r.ct(), r.p.opts.TaskTimeout)
+	err := r.p.makeGuest(ctx, r.run, r.ct(), r.runID, fmt.Sprintf("create CT %d from %s", s.VMID, s.OSTemplate), func(ctx context.Context) (string, error) {
+		return r.p.api.CreateGuest(ctx, r.ct(), params)
+	}, r.started)
+	r.created = r.created || err == nil
+	return err
 }
 
-// createdByThisRun settles a create whose answer was lost, or that PVE
-// refused as existing, by this run's marker.
-func (r *ctRun) createdByThisRun(ctx context.Context, _ error) (bool, error) {
-	return r.p.madeByRun(ctx, r.ct(), r.runID)
-}
+// started notes a task of this run that makes or boots the CT.
+func (r *ctRun) started(upid string) { r.created, r.tasks = true, append(r.tasks, upid) }
 
 // undoCreate removes the CT this run created, on failure; keeps it for the
 // re-run when the run was stopped; only says what is there when aborted.
@@ -253,20 +238,9 @@ func (r *ctRun) planVerify(context.Context) ([]flow.Call, error) {
 // verify reads PVE's config back: every NIC as given, the privilege level,
 // the features, the resources, the rootfs; and the CT running if started.
 func (r *ctRun) verify(ctx context.Context) error {
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if err != nil {
-		return err
-	}
-	checks := r.configChecks(cfg)
-	if r.spec.Start {
-		st, err := r.p.api.GuestStatus(ctx, r.ct())
-		if err != nil {
-			return err
-		}
-		checks = append(checks, Check{Name: "status", OK: st.Status == "running", Detail: st.Status})
-	}
+	checks, err := r.p.verifyGuest(ctx, r.ct(), r.spec.Start, r.configChecks)
 	r.res.Checks = append(r.res.Checks, checks...)
-	return failedChecks(fmt.Sprintf("CT %d is not as asked", r.spec.VMID), checks)
+	return err
 }
 
 // failedChecks is nil when every check passed, else one error naming each

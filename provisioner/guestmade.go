@@ -35,7 +35,7 @@ type madeGuest struct {
 // earlier run of the spec whose hash is hash made (a converging re-run);
 // else a conflict naming the difference (diff reads the spec recorded in
 // the description). sameRun is set when the guest carries runID.
-func (p *Provisioner) existingGuest(ctx context.Context, g pve.GuestRef, hash, runID string, diff func(description string) []string) (cfg *pve.Config, sameRun bool, err error) {
+func (p *Provisioner) existingGuest(ctx context.Context, run *flow.Run, g pve.GuestRef, hash, runID string, diff func(description string) []string) (cfg *pve.Config, sameRun bool, err error) {
 	c, err := p.api.GuestConfig(ctx, g)
 	if errors.Is(err, pve.ErrNotFound) {
 		free, ferr := p.api.VMIDFree(ctx, g.VMID)
@@ -65,7 +65,26 @@ func (p *Provisioner) existingGuest(ctx context.Context, g pve.GuestRef, hash, r
 		}
 		return nil, false, problemf(ErrConflict, "%s already exists with a different spec (%s): destroy it first (cloudpod destroy %d --force) or pass the spec it was made with", g, strings.Join(d, ", "), g.VMID)
 	}
+	run.Info(fmt.Sprintf("%s exists with this spec (run %s): converging", g, m.RunID))
 	return &c, m.RunID == runID, nil
+}
+
+// verifyGuest reads g's config back through checks, and g's status when
+// it should run: the checks, and an error naming each failure.
+func (p *Provisioner) verifyGuest(ctx context.Context, g pve.GuestRef, running bool, checks func(pve.Config) []Check) ([]Check, error) {
+	cfg, err := p.api.GuestConfig(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	out := checks(cfg)
+	if running {
+		st, err := p.api.GuestStatus(ctx, g)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Check{Name: "status", OK: st.Status == "running", Detail: st.Status})
+	}
+	return out, failedChecks(g.String()+" is not as asked", out)
 }
 
 // madeByRun settles a create whose answer was lost, or that PVE refused
@@ -87,6 +106,28 @@ func (p *Provisioner) madeByRun(ctx context.Context, g pve.GuestRef, runID strin
 	}
 	mk, ok := ParseMarker(cfg.Get("description"))
 	return ok && mk.RunID == runID, nil
+}
+
+// makeGuest runs call (a create or a clone of g) under run's retry policy
+// and waits for its task; an answer lost, or a refusal as existing, is
+// settled by runID's marker. started hears each task: the guest may exist
+// from then on. Once made, a lock left by a create whose answer was lost
+// is waited out.
+func (p *Provisioner) makeGuest(ctx context.Context, run *flow.Run, g pve.GuestRef, runID, what string, call func(ctx context.Context) (string, error), started func(upid string)) error {
+	_, err := run.Retry().Task(ctx, what, func(ctx context.Context) (string, error) {
+		upid, err := call(ctx)
+		if err == nil {
+			started(upid)
+		}
+		return upid, err
+	}, func(ctx context.Context, upid string) error {
+		_, err := p.wait(ctx, g.Node, upid)
+		return err
+	}, func(ctx context.Context, _ error) (bool, error) { return p.madeByRun(ctx, g, runID) })
+	if err != nil {
+		return err
+	}
+	return p.waitNoLock(ctx, g, p.opts.TaskTimeout)
 }
 
 // undoMade removes the guest this run made, on failure; keeps it for the

@@ -286,19 +286,28 @@ func uciQuoted(v string) string { return "'" + strings.ReplaceAll(v, "'", `'\''`
 // configure sets the router's UCI configuration through the console and
 // restarts its services; a router already configured so is left alone.
 func (o *openwrtRun) configure(ctx context.Context) error {
-	changed := false
-	err := o.p.inGuest(ctx, o.run, o.ct(), "configuring OpenWrt", func(ctx context.Context, sh *shell) error {
+	return o.uci().configure(ctx, o.ct(), o.spec.OSTemplate, func(ctx context.Context, what string, fn func(context.Context, *shell) error) error {
+		return o.p.inGuest(ctx, o.run, o.ct(), what, fn)
+	}, &o.res.Changed)
+}
+
+// configure applies u through a console in attaches to g (made from
+// from); nothing differing is the step's skip, a change is noted in
+// changed.
+func (u openwrtUCI) configure(ctx context.Context, g pve.GuestRef, from string, in func(ctx context.Context, what string, fn func(context.Context, *shell) error) error, changed *bool) error {
+	did := false
+	err := in(ctx, "configuring OpenWrt", func(ctx context.Context, sh *shell) error {
 		var err error
-		changed, err = o.uci().apply(ctx, sh, o.ct(), o.spec.OSTemplate)
+		did, err = u.apply(ctx, sh, g, from)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if !changed {
+	if !did {
 		return flow.Skip("UCI already as wanted")
 	}
-	o.res.Changed = true
+	*changed = true
 	return nil
 }
 

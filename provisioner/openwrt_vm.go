@@ -368,20 +368,7 @@ func (o *openwrtVMRun) inSerial(ctx context.Context, what string, fn func(ctx co
 // a console lost or slow (OpenWrt may still be booting); a router
 // configured so already is left alone.
 func (o *openwrtVMRun) configure(ctx context.Context) error {
-	changed := false
-	err := o.inSerial(ctx, "configuring OpenWrt", func(ctx context.Context, sh *shell) error {
-		var err error
-		changed, err = o.uci().apply(ctx, sh, o.vm(), o.url)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if !changed {
-		return flow.Skip("UCI already as wanted")
-	}
-	o.res.Changed = true
-	return nil
+	return o.uci().configure(ctx, o.vm(), o.url, o.inSerial, &o.res.Changed)
 }
 
 func (o *openwrtVMRun) planWAN(context.Context) ([]flow.Call, error) {

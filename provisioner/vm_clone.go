@@ -171,23 +171,14 @@ func (r *vmRun) clone(ctx context.Context) error {
 	if s.Linked {
 		kind = "linked"
 	}
-	_, err := r.run.Retry().Task(ctx, fmt.Sprintf("%s clone of VM %d to %d", kind, s.Template, s.VMID), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.CloneGuest(ctx, r.template(), o)
-		if err == nil {
-			r.created = true
-			r.tasks = append(r.tasks, upid)
-		}
-		return upid, err
-	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
-		return err
-	}, func(ctx context.Context, _ error) (bool, error) { return r.p.madeByRun(ctx, r.vm(), r.runID) })
-	if err != nil {
-		return err
+	err := r.p.makeGuest(ctx, r.run, r.vm(), r.runID, fmt.Sprintf("%s clone of VM %d to %d", kind, s.Template, s.VMID), func(ctx context.Context) (string, error) {
+		return r.p.api.CloneGuest(ctx, r.template(), o)
+	}, r.started)
+	r.created = r.created || err == nil
+	if err == nil {
+		r.run.Note(fmt.Sprintf("%s clone of VM %d", kind, s.Template))
 	}
-	r.created = true
-	r.run.Note(fmt.Sprintf("%s clone of VM %d", kind, s.Template))
-	return r.p.waitNoLock(ctx, r.vm(), r.p.opts.TaskTimeout)
+	return err
 }
 
 // cloneSettings are what configure sets on the clone: its cloud-init

@@ -285,16 +285,12 @@ func (r *vmRun) existingImage() string {
 // checkExisting: a free VMID is a fresh create; one holding a VM this
 // spec made is a converging re-run; anything else is refused.
 func (r *vmRun) checkExisting(ctx context.Context) error {
-	cfg, sameRun, err := r.p.existingGuest(ctx, r.vm(), r.spec.Hash(), r.runID, r.spec.diff)
+	cfg, sameRun, err := r.p.existingGuest(ctx, r.run, r.vm(), r.spec.Hash(), r.runID, r.spec.diff)
 	if err != nil || cfg == nil {
 		return err
 	}
 	r.existing = cfg
-	if sameRun {
-		r.createTried, r.created = true, true
-	}
-	m, _ := ParseMarker(cfg.Get("description"))
-	r.run.Info(fmt.Sprintf("VM %d exists with this spec (run %s): converging", r.spec.VMID, m.RunID))
+	r.createTried, r.created = sameRun, sameRun
 	return nil
 }
 

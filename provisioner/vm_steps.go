@@ -130,23 +130,15 @@ func (r *vmRun) create(ctx context.Context) error {
 	s := r.spec
 	params := r.createParams(s.description(s.marker(r.runID, r.p.opts.Now())))
 	r.createTried, r.res.Changed = true, true
-	_, err := r.run.Retry().Task(ctx, fmt.Sprintf("create VM %d from %s", s.VMID, r.image), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.CreateGuest(ctx, r.vm(), params)
-		if err == nil {
-			r.created = true
-			r.tasks = append(r.tasks, upid)
-		}
-		return upid, err
-	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
-		return err
-	}, func(ctx context.Context, _ error) (bool, error) { return r.p.madeByRun(ctx, r.vm(), r.runID) })
-	if err != nil {
-		return err
-	}
-	r.created = true
-	return r.p.waitNoLock(ctx, r.vm(), r.p.opts.TaskTimeout)
+	err := r.p.makeGuest(ctx, r.run, r.vm(), r.runID, fmt.Sprintf("create VM %d from %s", s.VMID, r.image), func(ctx context.Context) (string, error) {
+		return r.p.api.CreateGuest(ctx, r.vm(), params)
+	}, r.started)
+	r.created = r.created || err == nil
+	return err
 }
+
+// started notes a task of this run that makes or boots the VM.
+func (r *vmRun) started(upid string) { r.created, r.tasks = true, append(r.tasks, upid) }
 
 func (r *vmRun) undoCreate(ctx context.Context, rb flow.Rollback) flow.Outcome {
 	return r.p.undoMade(ctx, r.run, madeGuest{g: r.vm(), runID: r.runID, existing: r.existing != nil, tried: r.createTried,
@@ -437,20 +429,9 @@ func (r *vmRun) planVerify(context.Context) ([]flow.Call, error) {
 // verify reads PVE's config back against the spec, and the VM running if
 // started.
 func (r *vmRun) verify(ctx context.Context) error {
-	cfg, err := r.p.api.GuestConfig(ctx, r.vm())
-	if err != nil {
-		return err
-	}
-	checks := r.configChecks(cfg)
-	if r.spec.Start {
-		st, err := r.p.api.GuestStatus(ctx, r.vm())
-		if err != nil {
-			return err
-		}
-		checks = append(checks, Check{Name: "status", OK: st.Status == "running", Detail: st.Status})
-	}
+	checks, err := r.p.verifyGuest(ctx, r.vm(), r.spec.Start, r.configChecks)
 	r.res.Checks = append(r.res.Checks, checks...)
-	return failedChecks(fmt.Sprintf("VM %d is not as asked", r.spec.VMID), checks)
+	return err
 }
 
 // configChecks compares a VM's config with what the spec asks.

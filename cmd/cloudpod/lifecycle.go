@@ -459,17 +459,22 @@ func newListCommand(g *globalOptions) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VMID\tHOSTNAME\tIP\tTENANT\tNODE\tSTATUS\tCREATED")
-			for _, p := range pods {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return printPods(g, pods, "HOSTNAME")
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's pods")
 	cmd.Flags().StringVar(&status, "status", "", "only pods in this PVE status (running, stopped)")
 	return cmd
+}
+
+// printPods is list's table: one guest a line, its name under name.
+func printPods(g *globalOptions, pods []provisioner.Pod, name string) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "VMID\t%s\tIP\tTENANT\tNODE\tSTATUS\tCREATED\n", name)
+	for _, p := range pods {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {

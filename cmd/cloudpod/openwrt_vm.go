@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,29 +38,17 @@ agent, --agent, for images with qemu-ga); without a lease the router is kept wit
 			if err != nil {
 				return err
 			}
-			ctx, cancel, err := withTimeout(cmd.Context(), timeout)
-			if err != nil {
-				return err
-			}
-			defer cancel()
 			req := provisioner.OpenWrtVMRequest{Spec: spec, WANWait: wanWait, KeepOnFailure: keep, Reporter: newProgress(g), Stop: g.stop, Requester: g.requester}
-			if dryRun {
-				return showPlan(g, "openwrt vm")(prov.PlanOpenWrtVM(ctx, req))
-			}
-			res, err := prov.CreateOpenWrtVM(ctx, req)
-			if jsonResult(g, res, err) || err != nil {
-				return err
-			}
-			what := "created"
-			if !res.Changed {
-				what = "already as asked, nothing to do"
-			}
-			fmt.Fprintf(g.stdout, "router VM %d %s %s: %s on node %s, OpenWrt %s from %s; LAN %s on %s, WAN %s on %s\n", res.VMID, res.Name, what, res.Status,
-				res.Node, res.Version, res.Image, res.LAN, spec.LAN, orDash(res.WAN), spec.WAN)
-			for _, w := range res.Warnings {
-				fmt.Fprintf(g.stdout, "warning: %s\n", strings.TrimSpace(w))
-			}
-			return nil
+			return runFlow(cmd.Context(), g, timeout, dryRun, "openwrt vm",
+				func(ctx context.Context) ([]provisioner.PlannedCall, []string, error) {
+					return prov.PlanOpenWrtVM(ctx, req)
+				},
+				func(ctx context.Context) (provisioner.OpenWrtVMResult, error) { return prov.CreateOpenWrtVM(ctx, req) },
+				func(res provisioner.OpenWrtVMResult) {
+					fmt.Fprintf(g.stdout, "router VM %d %s %s: %s on node %s, OpenWrt %s from %s; LAN %s on %s, WAN %s on %s\n", res.VMID, res.Name,
+						doneOr(res.Changed, "created"), res.Status, res.Node, res.Version, res.Image, res.LAN, spec.LAN, orDash(res.WAN), spec.WAN)
+					printWarnings(g, res.Warnings)
+				})
 		},
 	}
 	f := cmd.Flags()

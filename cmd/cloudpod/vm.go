@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -130,24 +130,7 @@ images ship without qemu-guest-agent, so its wait is bounded and ends in a warni
 			if err != nil {
 				return err
 			}
-			prov, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel, err := withTimeout(cmd.Context(), f.timeout)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			req.Reporter, req.Stop = newProgress(g), g.stop
-			if f.dryRun {
-				return showPlan(g, "vm create")(prov.PlanVM(ctx, req))
-			}
-			res, err := prov.CreateVM(ctx, req)
-			if !jsonResult(g, res, err) && err == nil {
-				printVMResult(g, res, "created")
-			}
-			return err
+			return f.run(cmd, g, req, "vm create", (*provisioner.Provisioner).PlanVM, (*provisioner.Provisioner).CreateVM, "created")
 		},
 	}
 	fs := cmd.Flags()
@@ -199,24 +182,7 @@ cloud-init drive at start. The same command again converges.`,
 				return err
 			}
 			req.Spec.Template, req.Spec.Linked = tmpl, !full
-			prov, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			ctx, cancel, err := withTimeout(cmd.Context(), f.timeout)
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			req.Reporter, req.Stop = newProgress(g), g.stop
-			if f.dryRun {
-				return showPlan(g, "vm clone")(prov.PlanCloneVM(ctx, req))
-			}
-			res, err := prov.CloneVM(ctx, req)
-			if !jsonResult(g, res, err) && err == nil {
-				printVMResult(g, res, "cloned from "+res.Image)
-			}
-			return err
+			return f.run(cmd, g, req, "vm clone", (*provisioner.Provisioner).PlanCloneVM, (*provisioner.Provisioner).CloneVM, "cloned from VM "+args[0])
 		},
 	}
 	fs := cmd.Flags()
@@ -229,11 +195,24 @@ cloud-init drive at start. The same command again converges.`,
 	return cmd
 }
 
-func printVMResult(g *globalOptions, res provisioner.VMResult, what string) {
-	if !res.Changed {
-		what = "already as asked, nothing to do"
+// run connects and runs a VM flow (plan for --dry-run), printing its
+// result as done says ("created").
+func (f *vmFlags) run(cmd *cobra.Command, g *globalOptions, req provisioner.VMRequest, what string,
+	plan func(*provisioner.Provisioner, context.Context, provisioner.VMRequest) ([]provisioner.PlannedCall, []string, error),
+	run func(*provisioner.Provisioner, context.Context, provisioner.VMRequest) (provisioner.VMResult, error), done string) error {
+	prov, err := g.connect(cmd)
+	if err != nil {
+		return err
 	}
-	line := fmt.Sprintf("VM %d %s %s: %s on node %s, disks on %s", res.VMID, res.Name, what, res.Status, res.Node, res.Storage)
+	req.Reporter, req.Stop = newProgress(g), g.stop
+	return runFlow(cmd.Context(), g, f.timeout, f.dryRun, what,
+		func(ctx context.Context) ([]provisioner.PlannedCall, []string, error) { return plan(prov, ctx, req) },
+		func(ctx context.Context) (provisioner.VMResult, error) { return run(prov, ctx, req) },
+		func(res provisioner.VMResult) { printVMResult(g, res, done) })
+}
+
+func printVMResult(g *globalOptions, res provisioner.VMResult, what string) {
+	line := fmt.Sprintf("VM %d %s %s: %s on node %s, disks on %s", res.VMID, res.Name, doneOr(res.Changed, what), res.Status, res.Node, res.Storage)
 	var nics []string
 	for _, n := range res.NICs {
 		if n.Address != "" {
@@ -249,9 +228,7 @@ func printVMResult(g *globalOptions, res provisioner.VMResult, what string) {
 			fmt.Fprintf(g.stdout, "%s: ok (%s)\n", c.Name, c.Detail)
 		}
 	}
-	for _, w := range res.Warnings {
-		fmt.Fprintf(g.stdout, "warning: %s\n", w)
-	}
+	printWarnings(g, res.Warnings)
 }
 
 func newVMTemplateCommand(g *globalOptions) *cobra.Command {
@@ -318,12 +295,7 @@ func newVMListCommand(g *globalOptions) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VMID\tNAME\tIP\tTENANT\tNODE\tSTATUS\tCREATED")
-			for _, v := range vms {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.VMID, v.Hostname, dash(v.IP), dash(v.Tenant), v.Node, v.Status, v.Created.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return printPods(g, vms, "NAME")
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's VMs")
