@@ -346,3 +346,37 @@ func TestImageCommands(t *testing.T) {
 		t.Error("the image is still there")
 	}
 }
+
+// TestOpenWrtVMOnAConsoleThatRefusesTokens: the router VM's UCI needs the
+// serial console; a PVE whose termproxy refuses API tokens fails the uci
+// step, says what to do, and rolls back the VM and the image it uploaded.
+func TestOpenWrtVMOnAConsoleThatRefusesTokens(t *testing.T) {
+	c := startCLIWith(t, func(cfg *pvesim.Config) { cfg.Packages = pvesim.PackagesPreApril2026; withNetworkToken(cfg) })
+	mirror, err := openwrtmirror.NewServer("24.10.0")
+	must(t, err)
+	defer mirror.Close()
+	_, errs := c.mustRun(t, exitPreflight, "openwrt", "vm", "--vmid", "600", "--wan", "vmbr0", "--lan", "vmbr1", "--mirror", mirror.URL)
+	wantIn(t, "console refusing tokens", errs, "step uci failed", "configuring OpenWrt needs the console", "--console-user",
+		"rolled back: VM 600 destroyed", "rolled back: openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw removed from storage local")
+	if _, ok := c.sim.Guest(600); ok {
+		t.Error("VM 600 was left")
+	}
+	if _, ok := c.sim.ContentFile("local:import/openwrt-24.10.0-x86-64-generic-ext4-combined-efi.raw"); ok {
+		t.Error("the image this run uploaded was left")
+	}
+}
+
+// TestVMCreateJSONAndAudit: -o json gives the events (naming the guest a
+// VM) and the result line; the audit log has the run.
+func TestVMCreateJSONAndAudit(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	seedCloudImage(t, c)
+	out, _ := c.mustRun(t, 0, "vm", "create", "--vmid", "500", "--name", "ci1", "--image", "local:import/noble.qcow2", "--net", "name=net0,bridge=vmbr0",
+		"--ipconfig0", "ip=10.1.10.150/24,gw=10.1.10.1", "--agent", "--start", "--check", "cloud-init status", "-o", "json")
+	wantIn(t, "JSON", out, `"kind":"qemu","vmid":500,"hostname":"ci1","step":"agent","phase":"done"`, `"type":"result"`,
+		`"name":"check cloud-init status","ok":true,"detail":"status: done"`, `"agent":"running"`)
+	audit := readFile(t, c.audit)
+	if !regexp.MustCompile(`"command":"vm create","vmid":500,"hostname":"ci1","ip":"10\.1\.10\.150","volume":"local:import/noble\.qcow2".*"outcome":"ok"`).MatchString(audit) {
+		t.Errorf("audit log:\n%s", audit)
+	}
+}
