@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
@@ -127,15 +128,41 @@ func (r *vmRun) preflightClone(ctx context.Context) error {
 	if r.existing != nil {
 		return nil
 	}
-	need := r.vmPrivileges(nil)
-	need = append(need, privilege{Path: "/vms/" + strconv.Itoa(s.Template), Priv: "VM.Clone"})
-	if err := r.p.checkPrivileges(ctx, need); err != nil {
+	if err := r.p.checkPrivileges(ctx, r.clonePrivileges(tcfg)); err != nil {
 		return err
 	}
 	if err := r.p.checkNodeOnline(ctx, s.Node); err != nil {
 		return err
 	}
 	return r.checkAddresses(ctx)
+}
+
+// clonePrivileges are what the clone needs (API2/Qemu.pm clone_vm):
+// VM.Clone on the template, VM.Allocate on the new VMID, room on the
+// target storage, SDN.Use on the template's bridges; then what its
+// settings (tags and the agent: VM.Config.Options), start and the agent
+// need.
+func (r *vmRun) clonePrivileges(tcfg pve.Config) []privilege {
+	vm := "/vms/" + strconv.Itoa(r.spec.VMID)
+	need := []privilege{{Path: "/vms/" + strconv.Itoa(r.spec.Template), Priv: "VM.Clone"}, {Path: vm, Priv: "VM.Allocate"},
+		{Path: vm, Priv: "VM.Audit"}, {Path: vm, Priv: "VM.Config.Options"}, {Path: "/storage/" + r.storage.ID, Priv: "Datastore.AllocateSpace"}}
+	var nics []netcfg.VMNIC
+	nets := vmNets(tcfg)
+	for _, k := range sortedKeysOf(nets) {
+		n := netcfg.VMNIC{}
+		for _, kv := range strings.Split(nets[k], ",") {
+			k, val, _ := strings.Cut(kv, "=")
+			switch k {
+			case "bridge":
+				n.Bridge = val
+			case "tag":
+				n.VLAN, _ = strconv.Atoi(val)
+			}
+		}
+		nics = append(nics, n)
+	}
+	need = append(need, bridgePrivileges(nics)...)
+	return append(need, r.bootPrivileges(vm)...)
 }
 
 func agentConfigured(v string) bool {

@@ -181,8 +181,21 @@ func (r *vmRun) vmPrivileges(devs []passthroughDevice) []privilege {
 		{Path: vm, Priv: "VM.Allocate"}, {Path: vm, Priv: "VM.Audit"}, {Path: vm, Priv: "VM.Config.Disk"}, {Path: vm, Priv: "VM.Config.CPU"},
 		{Path: vm, Priv: "VM.Config.Memory"}, {Path: vm, Priv: "VM.Config.Network"}, {Path: vm, Priv: "VM.Config.Options"},
 		{Path: vm, Priv: "VM.Config.HWType"},
-		{Path: vm, Priv: "VM.Config.Cloudinit", Or: [][]privilege{{{Path: vm, Priv: "VM.Config.Network"}}}},
 		{Path: "/storage/" + r.storage.ID, Priv: "Datastore.AllocateSpace"},
+	}
+	need = append(need, r.bootPrivileges(vm)...)
+	need = append(need, bridgePrivileges(s.NICs)...)
+	return append(need, passthroughPrivileges(vm, devs)...)
+}
+
+// bootPrivileges are what the cloud-init settings, start and the agent
+// need: VM.Config.Cloudinit (or VM.Config.Network) for cloud-init keys
+// (API2/Qemu.pm check_vm_modify_config_perm), VM.PowerMgmt, the agent's.
+func (r *vmRun) bootPrivileges(vm string) []privilege {
+	s := r.spec
+	var need []privilege
+	if len(s.cloudInitParams()) > 0 {
+		need = append(need, privilege{Path: vm, Priv: "VM.Config.Cloudinit", Or: [][]privilege{{{Path: vm, Priv: "VM.Config.Network"}}}})
 	}
 	if s.Start {
 		need = append(need, privilege{Path: vm, Priv: "VM.PowerMgmt"})
@@ -190,8 +203,7 @@ func (r *vmRun) vmPrivileges(devs []passthroughDevice) []privilege {
 			need = append(need, agentPrivileges(r.version, vm, len(r.req.Checks) > 0)...)
 		}
 	}
-	need = append(need, bridgePrivileges(s.NICs)...)
-	return append(need, passthroughPrivileges(vm, devs)...)
+	return need
 }
 
 // bridgePrivileges: SDN.Use on each bridge (and VLAN) the cards use.
