@@ -275,3 +275,30 @@ func TestVMClonePicksTheTemplatesResources(t *testing.T) {
 		t.Errorf("clone's marker %+v", m)
 	}
 }
+
+// TestVMCloneNeedsVMCloneOnTheTemplate: a clone is PVE's clone_vm, checked
+// as PVE checks it: VM.Clone on the template.
+func TestVMCloneNeedsVMCloneOnTheTemplate(t *testing.T) {
+	env, prov := vmFastEnv(t)
+	agentShows(env, 500, "10.1.10.150/24")
+	if _, err := prov.CreateVM(context.Background(), vmRequest(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.TemplateVM(context.Background(), provisioner.VMTemplateRequest{Node: "pve", VMID: 500}); err != nil {
+		t.Fatal(err)
+	}
+	perms := map[string]bool{}
+	for p := range env.api.Perms["/"] {
+		perms[p] = p != "VM.Clone"
+	}
+	env.api.Perms = pve.Permissions{"/": perms}
+	s := provisioner.DefaultVMSpec()
+	s.VMID, s.Template, s.Linked = 501, 500, true
+	_, err := prov.CloneVM(context.Background(), provisioner.VMRequest{Spec: s})
+	if provisioner.KindOf(err) != provisioner.KindPreflight || !strings.Contains(err.Error(), "the API token lacks VM.Clone on /vms/500") {
+		t.Fatalf("err %v", err)
+	}
+	if _, ok := env.api.Guest(501); ok {
+		t.Error("VM 501 was made")
+	}
+}
