@@ -302,8 +302,8 @@ func TestVMAgentPrivilegesOnPVE84And91(t *testing.T) {
 }
 
 // TestImageCommands: download (a .img named as the qcow2 it is), reuse,
-// verify (a match, then a mismatch naming both sums), an ISO in a drive
-// refused for delete, delete.
+// an upload of a local file, verify (a match, then a mismatch naming both
+// sums), an ISO in a drive refused for delete, delete.
 func TestImageCommands(t *testing.T) {
 	c := startCLIWith(t, withNetworkToken)
 	iso := []byte("CD001 an ISO image")
@@ -334,6 +334,11 @@ func TestImageCommands(t *testing.T) {
 	wantIn(t, "mismatch", errs, "the copy of noble.qcow2 already on storage local has "+sum+", not the expected sha256:"+other, "it was left as it was")
 	_, errs = c.mustRun(t, exitPreflight, "image", "verify", "local:import/gone.qcow2", "--checksum", sum, "--url", img)
 	wantIn(t, "missing", errs, "gone.qcow2 is not on storage local: nothing to verify")
+
+	local := filepath.Join(t.TempDir(), "debian-12-genericcloud-amd64.qcow2")
+	must(t, os.WriteFile(local, cloudImage, 0o644))
+	out, _ = c.mustRun(t, 0, "image", "download", local, "--storage", "local")
+	wantIn(t, "upload", out, "local:import/debian-12-genericcloud-amd64.qcow2 stored", "verified by PVE on arrival (sha256)")
 
 	must(t, c.sim.AddVM(520, map[string]string{"name": "installer", "ide2": "local:iso/debian-12.iso,media=cdrom"}))
 	_, errs = c.mustRun(t, exitRefused, "image", "delete", "local:iso/debian-12.iso")
