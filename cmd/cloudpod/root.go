@@ -232,6 +232,8 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	root.AddCommand(newTemplateCommand(g))
 	root.AddCommand(newCTCommand(g))
 	root.AddCommand(newOpenWrtCommand(g))
+	root.AddCommand(newVMCommand(g))
+	root.AddCommand(newImageCommand(g))
 	return root
 }
 

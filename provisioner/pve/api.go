@@ -99,6 +99,9 @@ type API interface {
 	// SDN is PVE's SDN IPAM, an optional capability: ok is false where the
 	// adapter or the cluster has none.
 	SDN() (sdn SDN, ok bool)
+
+	// VM calls (vm.go): disk resize, the guest agent, resource mappings.
+	VMCalls
 }
 
 // SDN is the part of PVE's SDN API that IPAM's pve-sdn backend uses (PVE
