@@ -14,6 +14,7 @@ require (
 	github.com/spf13/pflag v1.1.0
 	github.com/ulikunitz/xz v0.5.15
 	go.yaml.in/yaml/v4 v4.0.0-rc.6
+	golang.org/x/net v0.55.0
 	golang.org/x/sys v0.47.0
 	gopkg.in/dnaeon/go-vcr.v4 v4.0.7
 	mvdan.cc/sh/v3 v3.14.1
@@ -33,5 +34,5 @@ require (
 	github.com/oasdiff/yaml3 v0.0.14 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	golang.org/x/term v0.45.0 // indirect
-	golang.org/x/text v0.14.0 // indirect
+	golang.org/x/text v0.37.0 // indirect
 )
