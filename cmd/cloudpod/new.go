@@ -80,6 +80,7 @@ again with the saved answers as defaults; with --yes it asks nothing (a terminal
 				w.a[k] = v
 			}
 			if !interactive {
+				w.replaying = true
 				return w.replay()
 			}
 			w.ask = newAsker(g.stdin, g.stdout, g.getenv("NO_COLOR") != "", terminalWidth(g.stdout))
@@ -109,19 +110,26 @@ func readerIsTerminal(r io.Reader) bool {
 // from wherever this one did).
 func passedGlobals(cmd *cobra.Command) []string {
 	var out []string
-	cmd.InheritedFlags().Visit(func(f *pflag.Flag) { out = append(out, "--"+f.Name+"="+f.Value.String()) })
+	cmd.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			out = append(out, "--"+f.Name+"="+f.Value.String())
+		}
+	})
 	return out
 }
 
 // wizard is one run of `cloudpod new`.
 type wizard struct {
-	ctx     context.Context
-	g       *globalOptions
-	prov    *provisioner.Provisioner
-	o       *newOptions
-	ask     *asker
-	a       map[string]string // answers by question key
-	globals []string
+	ctx  context.Context
+	g    *globalOptions
+	prov *provisioner.Provisioner
+	o    *newOptions
+	ask  *asker
+	a    map[string]string // answers by question key
+	// replaying: saved answers run without questions, where a VMID a
+	// guest holds is the flow's to judge (converge on the same spec).
+	replaying bool
+	globals   []string
 	// cache holds what was read from PVE, by what it is.
 	cache map[string]any
 }
@@ -289,15 +297,18 @@ func (w *wizard) left(where string) error {
 	return fmt.Errorf("%w: left cloudpod new at %s; nothing was created", provisioner.ErrInterrupted, where)
 }
 
-// replay checks saved answers with the rules the questions check them by,
+// replay checks saved answers in the order the questions come, each with
+// the answers before it (a later one's problem is named at its own key),
 // then runs the command without asking.
 func (w *wizard) replay() error {
-	for _, q := range w.questions() {
+	saved := w.a
+	w.a = map[string]string{}
+	for i := 0; i < len(w.questions()); i++ {
+		q := w.questions()[i]
 		if q.when != nil && !q.when() {
-			delete(w.a, q.key)
 			continue
 		}
-		v, ok := w.a[q.key]
+		v, ok := saved[q.key]
 		if !ok {
 			v = w.val(q.key)
 		}

@@ -157,6 +157,9 @@ func (w *wizard) vmidQuestion(validate func() error) question {
 			if err := w.with("vmid", v, validate); err != nil {
 				return problemText(err)
 			}
+			if w.replaying {
+				return nil
+			}
 			g, held, err := w.prov.VMIDHolder(w.ctx, n)
 			if err != nil || !held {
 				return err

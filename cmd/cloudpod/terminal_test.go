@@ -28,9 +28,15 @@ type terminal struct {
 
 func runOnTerminal(t *testing.T, bin string, args ...string) *terminal {
 	t.Helper()
+	return runOnTerminalWith(t, &pty.Winsize{Cols: 160, Rows: 40}, nil, bin, args...)
+}
+
+// runOnTerminalWith runs bin on a terminal of size with env added.
+func runOnTerminalWith(t *testing.T, size *pty.Winsize, env []string, bin string, args ...string) *terminal {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TERM=xterm", "HOME=" + t.TempDir()}
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 160, Rows: 40})
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "TERM=xterm", "HOME=" + t.TempDir()}, env...)
+	ptmx, err := pty.StartWithSize(cmd, size)
 	if err != nil {
 		t.Skipf("no pty: %v", err)
 	}
