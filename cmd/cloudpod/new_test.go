@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/migrahosting/cloudpods/fixtures/openwrtmirror"
 )
 
 // `cloudpod new` driven through a real 80×24 PTY with scripted keystrokes
@@ -323,5 +325,37 @@ func TestNewOffTerminal(t *testing.T) {
 	}
 	if after := c.sim.Requests(); len(after) != len(before) {
 		t.Errorf("PVE was contacted: %v", after)
+	}
+}
+
+// TestNewOtherKindsFromSavedAnswers: the cloud-init VM and both OpenWrt
+// routers from answer files that name only the kind (every other answer
+// its default, checked as the questions check it), replayed without a
+// terminal; each again converges.
+func TestNewOtherKindsFromSavedAnswers(t *testing.T) {
+	c := startCLIWith(t, withNetworkToken)
+	must(t, c.sim.AddVolumeFile("local:import/noble.qcow2", cloudImage))
+	mirror, err := openwrtmirror.NewServer("24.10.0")
+	must(t, err)
+	defer mirror.Close()
+	for _, k := range []struct {
+		kind, created, again string
+		vmid                 int
+	}{
+		{"vm", "VM 9101 vm-9101 created: running", "already as asked, nothing to do", 9101},
+		{"openwrt-vm", "router VM 9102 openwrt-9102 created: running", "already as asked, nothing to do", 9102},
+		{"openwrt", "router CT 9103 router-9103 created: running", "already as asked, nothing to do", 9103},
+	} {
+		t.Run(k.kind, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), k.kind+".json")
+			must(t, os.WriteFile(file, []byte(`{"cloudpodNew": 1, "answers": {"kind": "`+k.kind+`"}}`), 0o600))
+			out, _ := c.mustRun(t, exitOK, "new", "--from", file, "--yes", "--mirror", mirror.URL, "--save", file)
+			wantIn(t, k.kind, out, k.created)
+			if g, ok := c.sim.Guest(k.vmid); !ok || g.Status != "running" {
+				t.Fatalf("guest %d: %+v", k.vmid, g)
+			}
+			out, _ = c.mustRun(t, exitOK, "new", "--from", file, "--yes", "--mirror", mirror.URL)
+			wantIn(t, k.kind+" again", out, k.again)
+		})
 	}
 }
