@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -61,7 +60,7 @@ again with the saved answers as defaults; with --yes it asks nothing (a terminal
 			if o.yes && o.from == "" {
 				return fmt.Errorf("%w: --yes replays a saved answer file: give it with --from FILE", errUsage)
 			}
-			if interactive && !(isTerminal(g.stdout) && readerIsTerminal(g.stdin)) {
+			if interactive && !(isTerminal(g.stdout) && isTerminalFile(g.stdin)) {
 				return fmt.Errorf("%w: cloudpod new asks its questions on a terminal, and this is none: give the flags to cloudpod create, ct create, vm create, openwrt create or openwrt vm instead (or replay saved answers with cloudpod new --from FILE --yes)", errUsage)
 			}
 			var saved map[string]string
@@ -93,16 +92,6 @@ again with the saved answers as defaults; with --yes it asks nothing (a terminal
 	f.BoolVar(&o.yes, "yes", false, "with --from: ask nothing, check the saved answers, run the command")
 	f.StringVar(&o.mirror, "mirror", provisioner.DefaultOpenWrtMirror, "OpenWrt download server, for the OpenWrt kinds")
 	return cmd
-}
-
-// readerIsTerminal: r is a terminal the user types on.
-func readerIsTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // passedGlobals are the connection and IPAM flags given to `cloudpod new`,

@@ -201,6 +201,17 @@ func (w *wizard) numberQuestion(key, name, flag, note string, def func() (int, e
 	}
 }
 
+// firstChoice is the first entry of a list, or fallback when it is empty.
+func firstChoice(list func() ([]choice, error), fallback string) func() (string, error) {
+	return func() (string, error) {
+		c, err := list()
+		if err != nil || len(c) == 0 {
+			return fallback, err
+		}
+		return c[0].value, nil
+	}
+}
+
 func constant(n int) func() (int, error) { return func() (int, error) { return n, nil } }
 
 func (w *wizard) nodeQuestion() question {
@@ -569,13 +580,7 @@ func (w *wizard) ctQuestions() []question {
 				return "Templates on the node's storages first, then PVE's catalogue (downloaded after you confirm)."
 			},
 			choices: w.templateChoices,
-			def: func() (string, error) {
-				c, err := w.templateChoices()
-				if err != nil || len(c) == 0 {
-					return "", err
-				}
-				return c[0].value, nil
-			},
+			def:     firstChoice(w.templateChoices, ""),
 			show: func(v string) string {
 				if name, ok := strings.CutPrefix(v, catalogue); ok {
 					return name + " (from PVE's catalogue, downloaded first)"
@@ -731,13 +736,7 @@ func (w *wizard) vmQuestions() []question {
 				return "Disk images (content import) on the node's storages, or one PVE downloads from a URL."
 			},
 			choices: w.imageChoices,
-			def: func() (string, error) {
-				c, err := w.imageChoices()
-				if err != nil || len(c) == 0 {
-					return fromURL, err
-				}
-				return c[0].value, nil
-			},
+			def:     firstChoice(w.imageChoices, fromURL),
 			show: func(v string) string {
 				if v == fromURL {
 					return "downloaded from a URL"
@@ -861,10 +860,7 @@ func (w *wizard) openwrtQuestions() []question {
 				return "OpenWrt templates on the node's storages, or the latest release from " + w.o.mirror + "."
 			},
 			choices: w.openwrtTemplateChoices,
-			def: func() (string, error) {
-				c, err := w.openwrtTemplateChoices()
-				return c[0].value, err
-			},
+			def:     firstChoice(w.openwrtTemplateChoices, latest),
 			show: func(v string) string {
 				if v == latest {
 					return "the latest release from " + w.o.mirror + ", made into a template first"
