@@ -4,7 +4,7 @@ BIN     := bin
 DEMO    := .demo
 PKGS    := ./...
 
-.PHONY: all build test demo bench bench-ansible fixtures generate vet clean
+.PHONY: all build test e2e demo bench bench-ansible fixtures generate vet clean
 
 all: build
 
@@ -17,6 +17,17 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+# Real guests (root, LXC): pvesim --guests lxc runs unprivileged LXC containers
+# booting a Debian template built once with debootstrap (cached under
+# /var/cache/cloudpods/pvesim). PVE's hooks on real containers (clone,
+# update_ipconfig, template, ct create), the differential test of the in-pod
+# commands, then the CLI end to end: the seed's examples with health --deep,
+# backup and destroy, --count 10, kill -9 mid-create, and a netplan 1.0 template.
+e2e: build
+	CLOUDPODS_BIN=$(abspath $(BIN)) $(GO) test -tags realguests -p 1 -count=1 -timeout 80m -v \
+		-run 'TestRealGuestHooks|TestGuestDifferential|TestSeedExamples|TestCount10|TestKillMidCreate|TestNetplan10|TestCrashCleanup' \
+		./fixtures/pvesim/ ./provisioner/ ./cmd/cloudpod/e2e/
 
 # Provision CT 9101 against the simulator on loopback, with visible progress.
 demo: build

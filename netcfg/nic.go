@@ -73,29 +73,39 @@ func (n NIC) Validate() error {
 	if n.MTU != 0 && n.MTU < minMTU {
 		add("--net mtu=%d is below %d, the least IPv4 runs on: use %d to %d", n.MTU, minMTU, minMTU, maxMTU)
 	}
+	errs = append(errs, n.addressErrors("--net")...)
+	return errors.Join(errs...)
+}
+
+// addressErrors checks the address keys together: a static address that
+// is a host of its subnet, and a gateway only beside a static address, on
+// its subnet. label names the flag in the sentences (--net, --ipconfig0).
+func (n NIC) addressErrors(label string) []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if p, err := netip.ParsePrefix(n.IP); err == nil {
 		if p.Bits() <= maxPrefixBits && (p.Addr() == p.Masked().Addr() || p.Addr() == broadcast(p.Masked())) {
-			add("--net ip=%s is its subnet's network or broadcast address: give a host address such as %s", n.IP, p.Masked().Addr().Next())
+			add(label+" ip=%s is its subnet's network or broadcast address: give a host address such as %s", n.IP, p.Masked().Addr().Next())
 		}
 		if gw, err := netip.ParseAddr(n.GW); err == nil {
 			switch {
 			case !p.Masked().Contains(gw):
-				add("--net gw=%s is outside ip=%s's subnet %s: give a gateway on that subnet", n.GW, n.IP, p.Masked())
+				add(label+" gw=%s is outside ip=%s's subnet %s: give a gateway on that subnet", n.GW, n.IP, p.Masked())
 			case gw == p.Addr():
-				add("--net gw=%s is the NIC's own address: give the router's address", n.GW)
+				add(label+" gw=%s is the NIC's own address: give the router's address", n.GW)
 			}
 		}
 	} else if n.GW != "" {
-		add("--net gw=%s needs a static ip=CIDR beside it (with ip=%s the gateway comes from %s): drop gw or give ip=ADDRESS/PREFIX", n.GW, orNone(n.IP), orNone(n.IP))
+		add(label+" gw=%s needs a static ip=CIDR beside it (with ip=%s the gateway comes from %s): drop gw or give ip=ADDRESS/PREFIX", n.GW, orNone(n.IP), orNone(n.IP))
 	}
 	if p, err := netip.ParsePrefix(n.IP6); err == nil {
 		if gw, err := netip.ParseAddr(n.GW6); err == nil && !p.Masked().Contains(gw) && !gw.IsLinkLocalUnicast() {
-			add("--net gw6=%s is neither on ip6=%s's subnet nor link-local: give a gateway on that subnet or fe80::…", n.GW6, n.IP6)
+			add(label+" gw6=%s is neither on ip6=%s's subnet nor link-local: give a gateway on that subnet or fe80::…", n.GW6, n.IP6)
 		}
 	} else if n.GW6 != "" {
-		add("--net gw6=%s needs a static ip6=CIDR beside it: drop gw6 or give ip6=ADDRESS/PREFIX", n.GW6)
+		add(label+" gw6=%s needs a static ip6=CIDR beside it: drop gw6 or give ip6=ADDRESS/PREFIX", n.GW6)
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func orNone(s string) string {

@@ -19,12 +19,25 @@ import (
 // router) fail on a PVE whose console refuses API tokens, saying how to
 // get past it.
 func (p *Provisioner) inGuest(ctx context.Context, run *flow.Run, g pve.GuestRef, what string, fn func(ctx context.Context, sh *shell) error) error {
+	return p.inConsole(ctx, run, g, what, nil, fn)
+}
+
+// inConsole is inGuest on a console that wants keys first: activate is
+// typed once attached (a VM's serial console on OpenWrt shows "Please
+// press Enter to activate this console." until Enter starts its shell;
+// on a console already active it is an empty command line).
+func (p *Provisioner) inConsole(ctx context.Context, run *flow.Run, g pve.GuestRef, what string, activate []byte, fn func(ctx context.Context, sh *shell) error) error {
 	err := run.Retry().Do(ctx, fmt.Sprintf("%s in the console of %s", what, g), func(ctx context.Context) error {
 		sh, done, err := p.attachShell(ctx, g)
 		if err != nil {
 			return err
 		}
 		defer done()
+		if len(activate) > 0 {
+			if _, err := sh.term.Write(activate); err != nil {
+				return &consoleLost{fmt.Errorf("write: %w", err)}
+			}
+		}
 		return fn(ctx, sh)
 	}, nil)
 	if errors.Is(err, pve.ErrConsoleRefusesTokens) {

@@ -59,7 +59,7 @@ func TestConsolePathSaidInPreflightOnTheFake(t *testing.T) {
 			}
 			pushed := false
 			for _, c := range env.api.Calls() {
-				pushed = pushed || (c.Method == "exec" && strings.Contains(c.Arg, "netplan apply"))
+				pushed = pushed || (c.Method == "exec" && strings.Contains(c.Arg, "networkctl reconfigure eth0"))
 			}
 			if pushed == tc.refuses {
 				t.Errorf("netplan pushed = %v where the console refuses tokens = %v", pushed, tc.refuses)

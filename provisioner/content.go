@@ -235,6 +235,15 @@ func (c *contentRun) validate(context.Context) error {
 
 func (c *contentRun) preflight(ctx context.Context) error {
 	r := c.req
+	if r.Content == "import" && !strings.HasSuffix(c.filename, ".ova") {
+		v, err := c.p.api.Version(ctx)
+		if err != nil {
+			return apiProblem("read PVE's version", err)
+		}
+		if err := importNeeds84(v, c.filename); err != nil {
+			return err
+		}
+	}
 	storages, err := c.p.api.Storages(ctx, r.Node)
 	if err != nil {
 		return apiProblem("list storages on "+r.Node, err)

@@ -111,7 +111,7 @@ func TestRollbackOnTheFake(t *testing.T) {
 		{provisioner.StepClone, func(f *pvetest.Fake) { f.FailTasks("vzclone", "clone failed: out of space") }, "nothing was left: no CT at VMID 9101; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepConfigure, callFail("UpdateGuestConfig", 1), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepStart, taskFail("vzstart"), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
-		{provisioner.StepNetwork, shellFail("netplan apply"), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
+		{provisioner.StepNetwork, shellFail("networkctl reload"), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepVerify, shellFail("ip -4 route show default"), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
 		{provisioner.StepFinalize, callFail("UpdateGuestConfig", 2), "rolled back: CT 9101 destroyed; 10.1.10.91 and VMID 9101 released in IPAM"},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -195,16 +196,19 @@ func rootfsStorage(rootfs string) string {
 	return sid
 }
 
-func (r *ctRun) checkNode(ctx context.Context) error {
-	node, err := r.p.api.NodeStatus(ctx, r.spec.Node)
+func (r *ctRun) checkNode(ctx context.Context) error { return r.p.checkNodeOnline(ctx, r.spec.Node) }
+
+// checkNodeOnline: node is in the cluster and online.
+func (p *Provisioner) checkNodeOnline(ctx context.Context, name string) error {
+	node, err := p.api.NodeStatus(ctx, name)
 	if errors.Is(err, pve.ErrNotFound) {
-		return problemf(ErrPreflight, "node %q is not in the cluster: pass --node with one of the cluster's nodes", r.spec.Node)
+		return problemf(ErrPreflight, "node %q is not in the cluster: pass --node with one of the cluster's nodes", name)
 	}
 	if err != nil {
-		return apiProblem("read node "+r.spec.Node, err)
+		return apiProblem("read node "+name, err)
 	}
 	if !node.Online {
-		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", r.spec.Node)
+		return problemf(ErrPreflight, "node %s is offline: bring it back or pass --node with an online node", name)
 	}
 	return nil
 }
@@ -212,37 +216,17 @@ func (r *ctRun) checkNode(ctx context.Context) error {
 // checkExisting: a free VMID is a fresh create; one holding a CT this
 // spec made is a converging re-run; anything else is refused.
 func (r *ctRun) checkExisting(ctx context.Context) error {
-	s := r.spec
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if errors.Is(err, pve.ErrNotFound) {
-		free, ferr := r.p.api.VMIDFree(ctx, s.VMID)
-		if ferr != nil {
-			return apiProblem(fmt.Sprintf("check VMID %d", s.VMID), ferr)
-		}
-		if !free {
-			return problemf(ErrConflict, "VMID %d is taken by another guest in the cluster (a VM, or a CT on another node): pick another --vmid", s.VMID)
+	cfg, sameRun, err := r.p.existingGuest(ctx, r.run, r.ct(), r.spec.Hash(), r.runID, func(desc string) []string {
+		if old, ok := parseCTSpec(desc); ok {
+			return diffCTSpecs(old, r.spec.hashed())
 		}
 		return nil
+	})
+	if err != nil || cfg == nil {
+		return err
 	}
-	if err != nil {
-		return apiProblem(fmt.Sprintf("read CT %d", s.VMID), err)
-	}
-	m, ok := ParseMarker(cfg.Get("description"))
-	if !ok || !m.Owns(s.VMID) {
-		return problemf(ErrConflict, "CT %d already exists and was not created by cloudpods: pick another --vmid", s.VMID)
-	}
-	if m.SpecHash != s.Hash() {
-		diff := []string{"a different spec"}
-		if old, ok := parseCTSpec(cfg.Get("description")); ok {
-			diff = diffCTSpecs(old, s.hashed())
-		}
-		return problemf(ErrConflict, "CT %d already exists with a different spec (%s): destroy it first (cloudpod destroy %d --force) or pass the spec it was made with", s.VMID, strings.Join(diff, ", "), s.VMID)
-	}
-	r.existing = &cfg
-	if m.RunID == r.runID {
-		r.createTried, r.created = true, true
-	}
-	r.run.Info(fmt.Sprintf("CT %d exists with this spec (run %s): converging", s.VMID, m.RunID))
+	r.existing = cfg
+	r.createTried, r.created = sameRun, sameRun
 	return nil
 }
 
@@ -273,21 +257,30 @@ func (r *ctRun) checkOSTemplate(ctx context.Context) error {
 
 // checkBridges: every NIC's bridge exists on the node.
 func (r *ctRun) checkBridges(ctx context.Context) error {
-	ifs, err := r.p.api.NetworkInterfaces(ctx, r.spec.Node)
+	bridges := map[string]string{}
+	for _, n := range r.spec.NICs {
+		bridges[n.Name] = n.Bridge
+	}
+	return r.p.checkBridges(ctx, r.spec.Node, bridges)
+}
+
+// checkBridges: the bridge of every NIC (by name) exists on node.
+func (p *Provisioner) checkBridges(ctx context.Context, node string, bridges map[string]string) error {
+	ifs, err := p.api.NetworkInterfaces(ctx, node)
 	if err != nil {
-		return apiProblem("list network interfaces on "+r.spec.Node, err)
+		return apiProblem("list network interfaces on "+node, err)
 	}
 	have := map[string]bool{}
 	var names []string
 	for _, i := range ifs {
-		if i.Type == "bridge" || i.Type == "OVSBridge" {
+		if isBridge(i) {
 			have[i.Name] = true
 			names = append(names, i.Name)
 		}
 	}
-	for _, n := range r.spec.NICs {
-		if !have[n.Bridge] {
-			return problemf(ErrPreflight, "bridge %s of NIC %s does not exist on node %s: use one of %s", n.Bridge, n.Name, r.spec.Node, strings.Join(names, ", "))
+	for _, nic := range sortedKeysOf(bridges) {
+		if !have[bridges[nic]] {
+			return problemf(ErrPreflight, "bridge %s of NIC %s does not exist on node %s: use one of %s", bridges[nic], nic, node, strings.Join(names, ", "))
 		}
 	}
 	return nil
@@ -295,17 +288,22 @@ func (r *ctRun) checkBridges(ctx context.Context) error {
 
 // checkAddresses refuses a static address another guest's config holds.
 func (r *ctRun) checkAddresses(ctx context.Context) error {
-	static := r.spec.staticAddrs()
+	return r.p.checkAddressesFree(ctx, r.spec.staticAddrs(), r.spec.VMID, "ip= in --net")
+}
+
+// checkAddressesFree refuses an address of static that a guest other than
+// self holds; where says which flag to change.
+func (p *Provisioner) checkAddressesFree(ctx context.Context, static []netip.Addr, self int, where string) error {
 	if len(static) == 0 {
 		return nil
 	}
-	view := r.p.newView()
+	view := p.newView()
 	if err := view.refresh(ctx); err != nil {
 		return apiProblem("read the cluster's guest addresses", err)
 	}
 	for _, a := range static {
-		if holders := view.holding(a, r.spec.VMID); len(holders) > 0 {
-			return problemf(ErrConflict, "IP %s is already used by %s: pick another ip= in --net", a, holders[0])
+		if holders := view.holding(a, self); len(holders) > 0 {
+			return problemf(ErrConflict, "IP %s is already used by %s: pick another %s", a, holders[0], where)
 		}
 	}
 	return nil

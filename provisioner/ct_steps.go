@@ -58,81 +58,21 @@ func (r *ctRun) create(ctx context.Context) error {
 	params := r.createParams(s.description(m))
 	r.createTried = true
 	r.res.Changed = true
-	_, err := r.run.Retry().Task(ctx, fmt.Sprintf("create CT %d from %s", s.VMID, s.OSTemplate), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.CreateGuest(ctx, r.ct(), params)
-		if err == nil {
-			r.created = true
-			r.tasks = append(r.tasks, upid)
-		}
-		return upid, err
-	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.wait(ctx, s.Node, upid)
-		return err
-	}, r.createdByThisRun)
-	if err != nil {
-		return err
-	}
-	r.created = true
-	// A create whose answer was lost: wait for its lock to clear.
-	return r.p.waitNoLock(ctx, r.ct(), r.p.opts.TaskTimeout)
+	err := r.p.makeGuest(ctx, r.run, r.ct(), r.runID, fmt.Sprintf("create CT %d from %s", s.VMID, s.OSTemplate), func(ctx context.Context) (string, error) {
+		return r.p.api.CreateGuest(ctx, r.ct(), params)
+	}, r.started)
+	r.created = r.created || err == nil
+	return err
 }
 
-// createdByThisRun settles a create whose answer was lost, or that PVE
-// refused as existing: a CT carrying this run's marker is ours. PVE writes
-// the config with only "lock: create" first and the rest when the task
-// ends, so a CT still being created is waited for before it is judged.
-func (r *ctRun) createdByThisRun(ctx context.Context, _ error) (bool, error) {
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if err == nil && cfg.Get("lock") == "create" {
-		if err = r.p.waitNoLock(ctx, r.ct(), r.p.opts.TaskTimeout); err == nil {
-			cfg, err = r.p.api.GuestConfig(ctx, r.ct())
-		}
-	}
-	if errors.Is(err, pve.ErrNotFound) {
-		return false, nil // no CT, or its create failed and PVE removed it
-	}
-	if err != nil {
-		return false, err
-	}
-	mk, ok := ParseMarker(cfg.Get("description"))
-	return ok && mk.RunID == r.runID, nil
-}
+// started notes a task of this run that makes or boots the CT.
+func (r *ctRun) started(upid string) { r.created, r.tasks = true, append(r.tasks, upid) }
 
 // undoCreate removes the CT this run created, on failure; keeps it for the
 // re-run when the run was stopped; only says what is there when aborted.
 func (r *ctRun) undoCreate(ctx context.Context, rb flow.Rollback) flow.Outcome {
-	s := r.spec
-	switch {
-	case r.existing != nil && !r.created:
-		return flow.Outcome{Left: true, Said: fmt.Sprintf("CT %d was there before this run and is left as it is: run the same command again to finish it", s.VMID)}
-	case !r.createTried:
-		return flow.Outcome{}
-	case rb.Cause == flow.Interrupted:
-		return flow.Outcome{Left: true, Said: fmt.Sprintf("CT %d exists, partly provisioned: run the same command again to finish it, or remove it with: cloudpod destroy %d --force", s.VMID, s.VMID)}
-	case rb.Cause == flow.Aborted:
-		if _, err := r.p.api.GuestConfig(ctx, r.ct()); errors.Is(err, pve.ErrNotFound) {
-			return flow.Outcome{Said: "nothing was created"}
-		}
-		return flow.Outcome{Left: true, Said: fmt.Sprintf("CT %d may exist, partly provisioned: run the same command again, or remove it with: cloudpod destroy %d --force", s.VMID, s.VMID)}
-	}
-	wo := r.p.opts.Wait
-	wo.Timeout = 0 // the rollback's own budget bounds it
-	for _, upid := range r.tasks {
-		_, _ = pve.WaitTask(ctx, r.p.api, s.Node, upid, wo)
-	}
-	if _, err := r.p.api.GuestConfig(ctx, r.ct()); errors.Is(err, pve.ErrNotFound) {
-		return flow.Outcome{Said: "nothing was left: no CT at VMID " + strconv.Itoa(s.VMID)}
-	}
-	if r.req.KeepOnFailure {
-		return flow.Outcome{Left: true, Said: fmt.Sprintf("kept CT %d (--keep-on-failure): inspect it, then remove it with: cloudpod destroy %d --force", s.VMID, s.VMID)}
-	}
-	r.run.Event("rollback", flow.PhaseStart, "")
-	if err := r.p.removeGuest(ctx, r.ct(), r.runID); err != nil {
-		r.run.Event("rollback", flow.PhaseFail, err.Error())
-		return flow.Outcome{Left: true, Said: fmt.Sprintf("rollback of CT %d failed, remove it with: cloudpod destroy %d --force (%v)", s.VMID, s.VMID, err)}
-	}
-	r.run.Event("rollback", flow.PhaseDone, "")
-	return flow.Outcome{Said: fmt.Sprintf("rolled back: CT %d destroyed", s.VMID)}
+	return r.p.undoMade(ctx, r.run, madeGuest{g: r.ct(), runID: r.runID, existing: r.existing != nil, tried: r.createTried,
+		made: r.created, tasks: r.tasks, keep: r.req.KeepOnFailure}, rb)
 }
 
 func ctPathOf(node string, vmid int, rest string) string {
@@ -298,20 +238,9 @@ func (r *ctRun) planVerify(context.Context) ([]flow.Call, error) {
 // verify reads PVE's config back: every NIC as given, the privilege level,
 // the features, the resources, the rootfs; and the CT running if started.
 func (r *ctRun) verify(ctx context.Context) error {
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if err != nil {
-		return err
-	}
-	checks := r.configChecks(cfg)
-	if r.spec.Start {
-		st, err := r.p.api.GuestStatus(ctx, r.ct())
-		if err != nil {
-			return err
-		}
-		checks = append(checks, Check{Name: "status", OK: st.Status == "running", Detail: st.Status})
-	}
+	checks, err := r.p.verifyGuest(ctx, r.ct(), r.spec.Start, r.configChecks)
 	r.res.Checks = append(r.res.Checks, checks...)
-	return failedChecks(fmt.Sprintf("CT %d is not as asked", r.spec.VMID), checks)
+	return err
 }
 
 // failedChecks is nil when every check passed, else one error naming each
@@ -392,29 +321,13 @@ func (r *ctRun) planFinalize(context.Context) ([]flow.Call, error) {
 }
 
 func (r *ctRun) finalized(ctx context.Context) (string, error) {
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if err != nil {
-		return "", err
-	}
-	if m, _ := ParseMarker(cfg.Get("description")); m.State == "ready" {
-		return "marked ready", nil
-	}
-	return "", nil
+	return r.p.finalizedGuest(ctx, r.ct())
 }
 
 // finalize marks the CT ready in its marker.
 func (r *ctRun) finalize(ctx context.Context) error {
-	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
-	if err != nil {
-		return err
-	}
-	m, _ := ParseMarker(cfg.Get("description"))
-	m.State = "ready"
 	r.res.Changed = true
-	desc := r.spec.description(m)
-	return r.run.Retry().Do(ctx, fmt.Sprintf("mark CT %d ready", r.spec.VMID), func(ctx context.Context) error {
-		return r.p.api.UpdateGuestConfig(ctx, r.ct(), pve.ConfigUpdate{Set: map[string]string{"description": desc}})
-	}, nil)
+	return r.p.markReady(ctx, r.run, r.ct(), r.spec.description)
 }
 
 // staticAddrs are the spec's static IPv4 addresses.

@@ -46,11 +46,13 @@ type DestroyRequest struct {
 
 // DestroyResult reports what destroy found and did.
 type DestroyResult struct {
-	VMID     int    `json:"vmid"`
-	Hostname string `json:"hostname,omitempty"`
-	IP       string `json:"ip,omitempty"`
-	Tenant   string `json:"tenant,omitempty"`
-	Node     string `json:"node"`
+	VMID int `json:"vmid"`
+	// Kind is the guest's: lxc (a CloudPod, a CT) or qemu (a VM).
+	Kind     pve.GuestKind `json:"-"`
+	Hostname string        `json:"hostname,omitempty"`
+	IP       string        `json:"ip,omitempty"`
+	Tenant   string        `json:"tenant,omitempty"`
+	Node     string        `json:"node"`
 	// Status, Lock and HA are PVE's view when the guest was inspected.
 	Status    string   `json:"status,omitempty"`
 	Lock      string   `json:"lock,omitempty"`
@@ -76,15 +78,14 @@ type DestroyResult struct {
 // config, marker, backups and snapshots. The CLI shows it before asking for
 // confirmation; the service tells a CloudPod from other guests by it.
 func (p *Provisioner) Inspect(ctx context.Context, node string, vmid int) (DestroyResult, error) {
-	g := pve.CT(node, vmid)
-	res := DestroyResult{VMID: vmid, Node: node}
-	cfg, err := p.api.GuestConfig(ctx, g)
+	res := DestroyResult{VMID: vmid, Node: node, Kind: pve.LXC}
+	g, cfg, err := p.guestConfigAnyKind(ctx, node, vmid)
 	if err != nil {
 		return res, err
 	}
-	res.Existed, res.Config = true, cfg
-	res.Hostname = cfg.Get("hostname")
-	res.IP = configIP(cfg)
+	res.Existed, res.Config, res.Kind = true, cfg, g.Kind
+	res.Hostname = guestName(g, cfg)
+	res.IP = guestIP(g, cfg)
 	res.Lock = cfg.Get("lock")
 	res.Protected = cfg.Get("protection") == "1"
 	if m, ok := ParseMarker(cfg.Get("description")); ok && m.Owns(vmid) {
@@ -185,6 +186,8 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 	}
 	res, err := d.p.Inspect(ctx, req.Node, req.VMID)
 	d.res = res
+	d.g = pve.GuestRef{Kind: res.Kind, Node: req.Node, VMID: req.VMID}
+	d.run.SetKind(res.Kind)
 	if errors.Is(err, pve.ErrNotFound) {
 		if req.IfExists {
 			return nil // every step after this one finds its work done
@@ -195,23 +198,23 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 		return fmt.Errorf("read CT %d: %w", req.VMID, err)
 	}
 	if res.Config.Get("template") == "1" {
-		return problemf(ErrRefused, "CT %d (%s) is a template: destroy refuses templates", req.VMID, res.Hostname)
+		return problemf(ErrRefused, "%s (%s) is a template: destroy refuses templates", d.g, res.Hostname)
 	}
 	if res.Marker == nil && !req.IgnoreOwnership {
-		return problemf(ErrRefused, "CT %d (%s) was not created by cloudpods (no ownership marker): destroy refuses it (pass --ignore-ownership if you are sure)", req.VMID, res.Hostname)
+		return problemf(ErrRefused, "%s (%s) was not created by cloudpods (no ownership marker): destroy refuses it (pass --ignore-ownership if you are sure)", d.g, res.Hostname)
 	}
 	if !req.Force {
-		return problemf(ErrRefused, "destroying CT %d (%s, %s) needs --force", req.VMID, res.Hostname, orNone(res.IP))
+		return problemf(ErrRefused, "destroying %s (%s, %s) needs --force", d.g, res.Hostname, orNone(res.IP))
 	}
 	if res.Protected {
-		return problemf(ErrRefused, "CT %d (%s) has protection mode on: turn it off in PVE (Options > Protection) first, then destroy", req.VMID, res.Hostname)
+		return problemf(ErrRefused, "%s (%s) has protection mode on: turn it off in PVE (Options > Protection) first, then destroy", d.g, res.Hostname)
 	}
 	if len(res.Backups) > 0 || len(res.Snapshots) > 0 {
-		d.run.Warn(fmt.Sprintf("CT %d has %s (kept) and %s (deleted with the CT)", req.VMID,
-			listed("backup", res.Backups), listed("snapshot", res.Snapshots)))
+		d.run.Warn(fmt.Sprintf("%s has %s (kept) and %s (deleted with the %s)", d.g,
+			listed("backup", res.Backups), listed("snapshot", res.Snapshots), d.g.Kind.Noun()))
 	}
 	if res.HA {
-		d.run.Warn(fmt.Sprintf("CT %d is HA-managed: PVE's HA manager stops it and purge removes it from the HA resources", req.VMID))
+		d.run.Warn(fmt.Sprintf("%s is HA-managed: PVE's HA manager stops it and purge removes it from the HA resources", d.g))
 	}
 	if m := res.Marker; m != nil {
 		d.ip = leasedAddr(*m, res.IP)
@@ -228,7 +231,7 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 // --if-exists, a CT that is not there is already destroyed.
 func (d *destroyRun) gone(context.Context) (string, error) {
 	if !d.res.Existed {
-		return fmt.Sprintf("CT %d does not exist", d.req.VMID), nil
+		return fmt.Sprintf("%s does not exist", d.g), nil
 	}
 	return "", nil
 }
@@ -275,8 +278,10 @@ func (d *destroyRun) nothingLeased(context.Context) (string, error) {
 		return fmt.Sprintf("CT %d does not exist", d.req.VMID), nil
 	case d.p.opts.Addresses == nil:
 		return "no IPAM configured", nil
+	case d.g.Kind == pve.QEMU:
+		return "a VM's address is its own (cloud-init), not IPAM's", nil
 	case !d.ip.IsValid():
-		return fmt.Sprintf("CT %d has no address", d.req.VMID), nil
+		return fmt.Sprintf("%s has no address", d.g), nil
 	}
 	return "", nil
 }

@@ -27,14 +27,16 @@ const (
 
 // Health is one pod's health report.
 type Health struct {
-	VMID      int     `json:"vmid"`
-	Hostname  string  `json:"hostname,omitempty"`
-	IP        string  `json:"ip,omitempty"`
-	Tenant    string  `json:"tenant,omitempty"`
-	Node      string  `json:"node"`
-	State     string  `json:"state"`
-	PVEStatus string  `json:"pve_status,omitempty"`
-	Uptime    float64 `json:"uptime_s"`
+	VMID int `json:"vmid"`
+	// Kind is lxc (a CloudPod, a CT) or qemu (a VM).
+	Kind      pve.GuestKind `json:"-"`
+	Hostname  string        `json:"hostname,omitempty"`
+	IP        string        `json:"ip,omitempty"`
+	Tenant    string        `json:"tenant,omitempty"`
+	Node      string        `json:"node"`
+	State     string        `json:"state"`
+	PVEStatus string        `json:"pve_status,omitempty"`
+	Uptime    float64       `json:"uptime_s"`
 	// CPU is the share of the CT's cores in use, 0 to 1.
 	CPU      float64 `json:"cpu"`
 	CPUs     int     `json:"cpus,omitempty"`
@@ -75,18 +77,18 @@ const dnsProbeName = "deb.debian.org"
 // then says unknown.
 func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bool) (Health, error) {
 	h := Health{VMID: vmid, Node: node, State: Unknown}
-	g := pve.CT(node, vmid)
-	cfg, err := p.api.GuestConfig(ctx, g)
+	g, cfg, err := p.guestConfigAnyKind(ctx, node, vmid)
 	if errors.Is(err, pve.ErrNotFound) {
 		h.State = Down
 		h.Problems = []string{fmt.Sprintf("CT %d does not exist on node %s", vmid, node)}
 		return h, nil
 	}
 	if err != nil {
-		h.Problems = []string{fmt.Sprintf("reading CT %d: %v", vmid, err)}
-		return h, fmt.Errorf("config of CT %d: %w", vmid, err)
+		h.Problems = []string{fmt.Sprintf("reading %s: %v", g, err)}
+		return h, fmt.Errorf("config of %s: %w", g, err)
 	}
-	h.Hostname, h.IP = cfg.Get("hostname"), configIP(cfg)
+	h.Kind = g.Kind
+	h.Hostname, h.IP = guestName(g, cfg), guestIP(g, cfg)
 	m, ours := ParseMarker(cfg.Get("description"))
 	ours = ours && m.Owns(vmid)
 	if ours {
@@ -94,8 +96,8 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 	}
 	st, err := p.api.GuestStatus(ctx, g)
 	if err != nil {
-		h.Problems = []string{fmt.Sprintf("reading the status of CT %d: %v", vmid, err)}
-		return h, fmt.Errorf("status of CT %d: %w", vmid, err)
+		h.Problems = []string{fmt.Sprintf("reading the status of %s: %v", g, err)}
+		return h, fmt.Errorf("status of %s: %w", g, err)
 	}
 	h.PVEStatus, h.Uptime, h.CPU, h.CPUs = st.Status, st.Uptime.Seconds(), st.CPU, st.CPUs
 	h.MemUsed, h.MemMax, h.DiskUsed, h.DiskMax, h.Lock, h.HA = st.Mem, st.MaxMem, st.Disk, st.MaxDisk, st.Lock, st.HA
@@ -104,12 +106,12 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		h.State = Healthy
 	case "stopped":
 		h.State = Down
-		h.Problems = append(h.Problems, "CT is stopped")
+		h.Problems = append(h.Problems, g.Kind.Noun()+" is stopped")
 	default:
 		h.Problems = append(h.Problems, fmt.Sprintf("PVE reports status %q", st.Status))
 	}
 	if st.Lock != "" {
-		h.degrade("CT is locked (%s): %s", st.Lock, lockAdvice(g, st.Lock))
+		h.degrade("%s is locked (%s): %s", g.Kind.Noun(), st.Lock, lockAdvice(g, st.Lock))
 	}
 	if st.MaxMem > 0 && float64(st.Mem) > usageLimit*float64(st.MaxMem) {
 		h.degrade("memory use %s of %s", humanBytes(st.Mem), humanBytes(st.MaxMem))
@@ -120,7 +122,7 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 	if !ours {
 		h.degrade("no cloudpods marker: drift cannot be checked")
 	} else {
-		for _, d := range drift(m, cfg) {
+		for _, d := range drift(g, m, cfg) {
 			h.degrade("config drift: %s", d)
 		}
 		if m.State != "ready" {
@@ -128,7 +130,11 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		}
 	}
 	if deep && st.Status == "running" {
-		if skipped := p.deepChecks(ctx, &h, g, cfg); skipped && h.State == Healthy {
+		check := p.deepChecks
+		if g.Kind == pve.QEMU {
+			check = p.agentChecks
+		}
+		if skipped := check(ctx, &h, g, cfg); skipped && h.State == Healthy {
 			// Asked to look inside and could not: healthy is not known.
 			h.State = Unknown
 		}
@@ -212,9 +218,11 @@ func orDefault(s, def string) string {
 
 // drift compares the live config with what the marker says was asked for,
 // in a stable order.
-func drift(m Marker, cfg pve.Config) []string {
+func drift(g pve.GuestRef, m Marker, cfg pve.Config) []string {
 	var out []string
-	if n, err := netcfg.ParseNet0(cfg.Get("net0")); err != nil {
+	if g.Kind == pve.QEMU {
+		out = vmDrift(m, cfg)
+	} else if n, err := netcfg.ParseNet0(cfg.Get("net0")); err != nil {
 		out = append(out, fmt.Sprintf("net0 %q unreadable: %v", cfg.Get("net0"), err))
 	} else {
 		if n.IP != m.Spec.Address {
@@ -224,7 +232,7 @@ func drift(m Marker, cfg pve.Config) []string {
 			out = append(out, fmt.Sprintf("gateway %s, want %s", orDefault(n.GW, "(none)"), m.Spec.Gateway))
 		}
 	}
-	if have := cfg.Get("hostname"); m.Spec.Hostname != "" && have != m.Spec.Hostname {
+	if have := guestName(g, cfg); m.Spec.Hostname != "" && have != m.Spec.Hostname {
 		out = append(out, fmt.Sprintf("hostname %s, want %s", have, m.Spec.Hostname))
 	}
 	for _, f := range []struct {
@@ -261,13 +269,23 @@ const readParallel = 8
 // description carries our marker for its own VMID; every container's
 // config is read, so a pod whose tag was edited away is still found.
 func (p *Provisioner) List(ctx context.Context, tenant, status string) ([]Pod, error) {
+	return p.listGuests(ctx, pve.LXC, tenant, status)
+}
+
+// ListVMs is List for the VMs cloudpods made (vm create, vm clone, the
+// router VM); templates are left out.
+func (p *Provisioner) ListVMs(ctx context.Context, tenant, status string) ([]Pod, error) {
+	return p.listGuests(ctx, pve.QEMU, tenant, status)
+}
+
+func (p *Provisioner) listGuests(ctx context.Context, kind pve.GuestKind, tenant, status string) ([]Pod, error) {
 	guests, err := p.api.Guests(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list guests: %w", err)
 	}
 	var candidates []pve.Guest
 	for _, g := range guests {
-		if g.Type == "lxc" && !g.Template && (status == "" || g.Status == status) {
+		if g.Type == kind && !g.Template && (status == "" || g.Status == status) {
 			candidates = append(candidates, g)
 		}
 	}
@@ -279,13 +297,13 @@ func (p *Provisioner) List(ctx context.Context, tenant, status string) ([]Pod, e
 			return nil // removed since the listing
 		}
 		if err != nil {
-			return fmt.Errorf("config of CT %d: %w", g.VMID, err)
+			return fmt.Errorf("config of %s: %w", g.Ref(), err)
 		}
 		m, ok := ParseMarker(cfg.Get("description"))
 		if !ok || !m.Owns(g.VMID) || (tenant != "" && m.Tenant != tenant) {
 			return nil
 		}
-		pods[i] = &Pod{VMID: g.VMID, Hostname: cfg.Get("hostname"), IP: configIP(cfg), Tenant: m.Tenant,
+		pods[i] = &Pod{VMID: g.VMID, Hostname: guestName(g.Ref(), cfg), IP: guestIP(g.Ref(), cfg), Tenant: m.Tenant,
 			Node: g.Node, Status: g.Status, State: m.State, Created: m.Created}
 		return nil
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
@@ -23,7 +22,7 @@ func (r *createRun) planNetwork(context.Context) ([]flow.Call, error) {
 	return []flow.Call{
 		{Method: "POST", Path: ctPath(r.spec, "/termproxy"), Note: "console ticket"},
 		{Method: "GET", Path: ctPath(r.spec, "/vncwebsocket"), Params: formatParams(map[string]string{"port": "{port}", "vncticket": "{ticket}"}),
-			Note: "write " + netcfg.NetplanPath + " (0600, base64), netplan generate, netplan apply"},
+			Note: "write " + netcfg.NetplanPath + " (0600, base64), netplan generate, networkctl reload, networkctl reconfigure eth0, read eth0 back"},
 	}, nil
 }
 
@@ -37,8 +36,9 @@ func (r *createRun) network(ctx context.Context) error {
 		if have, err := sh.fileSHA256(ctx, netcfg.NetplanPath); err != nil {
 			return err
 		} else if have == sha256Hex(content) {
-			inPlace = true
-			return nil
+			if inPlace, err = netplanInEffect(ctx, sh, r.spec); inPlace || err != nil {
+				return err
+			}
 		}
 		// Replacing the template's cloud-init leftover (rather than adding
 		// a file beside it) is what keeps the template's address from
@@ -46,16 +46,7 @@ func (r *createRun) network(ctx context.Context) error {
 		if err := sh.writeFile(ctx, netcfg.NetplanPath, content, fmt.Sprintf("%o", netcfg.NetplanMode)); err != nil {
 			return err
 		}
-		for _, cmd := range []string{"netplan generate", "netplan apply"} {
-			out, code, err := sh.run(ctx, cmd)
-			if err != nil {
-				return fmt.Errorf("%s: %w", cmd, err)
-			}
-			if code != 0 {
-				return fmt.Errorf("%s exited %d: %s", cmd, code, strings.TrimSpace(out))
-			}
-		}
-		return nil
+		return applyNetplan(ctx, sh, r.spec, r.p.opts.VerifyTimeout)
 	})
 	switch {
 	case err != nil:

@@ -136,22 +136,9 @@ func (p *Provisioner) PlanOpenWrt(ctx context.Context, req OpenWrtRequest) ([]Pl
 }
 
 func (o *openwrtRun) validate(ctx context.Context) error {
-	var probs []string
 	s := o.ospec
-	if s.WAN == "" || s.LAN == "" {
-		probs = append(probs, "give both --wan and --lan bridges, e.g. --wan vmbr0 --lan vmbr1")
-	} else if s.WAN == s.LAN && s.WANVLAN == s.LANVLAN {
-		probs = append(probs, fmt.Sprintf("--wan and --lan are both %s: a router joins two networks; give the LAN its own bridge (or VLAN)", s.WAN))
-	}
-	p, err := netip.ParsePrefix(s.LANAddress)
-	switch {
-	case err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30:
-		probs = append(probs, fmt.Sprintf("--lan-ip %q is not an IPv4 address with a prefix of 8 to 30, e.g. %s", s.LANAddress, DefaultOpenWrtLAN))
-	case p.Addr() == p.Masked().Addr() || p.Addr() == broadcastOf(p):
-		probs = append(probs, fmt.Sprintf("--lan-ip %s is its subnet's network or broadcast address: give the router's own address, e.g. %s", s.LANAddress, p.Masked().Addr().Next()))
-	default:
-		o.lan = p
-	}
+	var probs []string
+	o.lan, probs = validateRouter(s.WAN, s.LAN, s.WANVLAN, s.LANVLAN, s.LANAddress)
 	if o.spec.OSTemplate != "" && !strings.Contains(o.spec.OSTemplate, "openwrt") {
 		o.run.Warn(fmt.Sprintf("%s does not look like an OpenWrt rootfs: the router's UCI configuration needs one", o.spec.OSTemplate))
 	}
@@ -162,6 +149,27 @@ func (o *openwrtRun) validate(ctx context.Context) error {
 		return problemf(ErrInvalidSpec, "%s", strings.Join(probs, "; "))
 	}
 	return nil
+}
+
+// validateRouter checks a router's sides and LAN address, container or
+// VM: two networks, and an IPv4 host address with a prefix of 8 to 30.
+func validateRouter(wan, lan string, wanVLAN, lanVLAN int, lanAddress string) (netip.Prefix, []string) {
+	var probs []string
+	if wan == "" || lan == "" {
+		probs = append(probs, "give both --wan and --lan bridges, e.g. --wan vmbr0 --lan vmbr1")
+	} else if wan == lan && wanVLAN == lanVLAN {
+		probs = append(probs, fmt.Sprintf("--wan and --lan are both %s: a router joins two networks; give the LAN its own bridge (or VLAN)", wan))
+	}
+	p, err := netip.ParsePrefix(lanAddress)
+	switch {
+	case err != nil || !p.Addr().Is4() || p.Bits() < 8 || p.Bits() > 30:
+		probs = append(probs, fmt.Sprintf("--lan-ip %q is not an IPv4 address with a prefix of 8 to 30, e.g. %s", lanAddress, DefaultOpenWrtLAN))
+	case p.Addr() == p.Masked().Addr() || p.Addr() == broadcastOf(p):
+		probs = append(probs, fmt.Sprintf("--lan-ip %s is its subnet's network or broadcast address: give the router's own address, e.g. %s", lanAddress, p.Masked().Addr().Next()))
+	default:
+		return p, probs
+	}
+	return netip.Prefix{}, probs
 }
 
 // broadcastOf is an IPv4 prefix's broadcast address.
@@ -226,34 +234,49 @@ func (o *openwrtRun) newestRootfs(ctx context.Context) (string, error) {
 	return best, nil
 }
 
-// uciWant are the UCI options the router must have, as package.section.option → value.
-func (o *openwrtRun) uciWant() map[string]string {
-	bits := uint32(0xffffffff) << (32 - o.lan.Bits())
+// openwrtUCI is a router's UCI configuration, as a container or a VM:
+// LAN static on br-lan (eth0), WAN by DHCP on eth1, firewall zones lan and
+// wan with forwarding lan → wan, dropbear on the LAN only, the hostname.
+type openwrtUCI struct {
+	lan      netip.Prefix
+	hostname string
+}
+
+func (o *openwrtRun) uci() openwrtUCI { return openwrtUCI{lan: o.lan, hostname: o.spec.Hostname} }
+
+// want are the UCI options the router must have, as package.section.option → value.
+func (u openwrtUCI) want() map[string]string {
+	bits := uint32(0xffffffff) << (32 - u.lan.Bits())
 	mask := [4]byte{byte(bits >> 24), byte(bits >> 16), byte(bits >> 8), byte(bits)}
 	return map[string]string{
 		"network.lan.proto":               "static",
 		"network.lan.device":              "br-lan",
-		"network.lan.ipaddr":              o.lan.Addr().String(),
+		"network.lan.ipaddr":              u.lan.Addr().String(),
 		"network.lan.netmask":             netip.AddrFrom4(mask).String(),
 		"network.wan.device":              "eth1",
 		"network.wan.proto":               "dhcp",
 		"dropbear.@dropbear[0].Interface": "lan",
-		"system.@system[0].hostname":      o.spec.Hostname,
+		"system.@system[0].hostname":      u.hostname,
 	}
 }
 
-func (o *openwrtRun) planConfigure(context.Context) ([]flow.Call, error) {
-	want := o.uciWant()
+// planNote is what the configuration does, for a dry run.
+func (u openwrtUCI) planNote() string {
+	want := u.want()
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k+"="+want[k])
 	}
 	sort.Strings(keys)
+	return "uci set " + strings.Join(keys, " ") +
+		"; firewall zones lan (input ACCEPT) and wan (input REJECT, masq), forwarding lan→wan; uci commit; /etc/init.d/network restart, firewall restart, dropbear restart, system reload"
+}
+
+func (o *openwrtRun) planConfigure(context.Context) ([]flow.Call, error) {
 	s := o.spec
 	return []flow.Call{
 		{Method: "POST", Path: ctPathOf(s.Node, s.VMID, "/termproxy"), Note: "console (cmode=shell: a root shell, no login)"},
-		{Method: "GET", Path: ctPathOf(s.Node, s.VMID, "/vncwebsocket"), Note: "uci set " + strings.Join(keys, " ") +
-			"; firewall zones lan (input ACCEPT) and wan (input REJECT, masq), forwarding lan→wan; uci commit; /etc/init.d/network restart, firewall restart, dropbear restart, system reload"},
+		{Method: "GET", Path: ctPathOf(s.Node, s.VMID, "/vncwebsocket"), Note: o.uci().planNote()},
 	}, nil
 }
 
@@ -263,59 +286,102 @@ func uciQuoted(v string) string { return "'" + strings.ReplaceAll(v, "'", `'\''`
 // configure sets the router's UCI configuration through the console and
 // restarts its services; a router already configured so is left alone.
 func (o *openwrtRun) configure(ctx context.Context) error {
-	want := o.uciWant()
-	changed := false
-	err := o.p.inGuest(ctx, o.run, o.ct(), "configuring OpenWrt", func(ctx context.Context, sh *shell) error {
-		if _, code, err := sh.run(ctx, "test -f /etc/openwrt_release"); err != nil {
-			return err
-		} else if code != 0 {
-			return problemf(ErrPreflight, "CT %d has no /etc/openwrt_release: %s is not an OpenWrt rootfs", o.spec.VMID, o.spec.OSTemplate)
-		}
-		var cmds []string
-		for _, k := range sortedKeysOf(want) {
-			out, _, err := sh.run(ctx, "uci -q get "+k)
-			if err != nil {
-				return err
-			}
-			if strings.TrimSpace(out) != want[k] {
-				cmds = append(cmds, "uci set "+k+"="+uciQuoted(want[k]))
-			}
-		}
-		zoneCmds, err := o.firewallCommands(ctx, sh)
-		if err != nil {
-			return err
-		}
-		cmds = append(cmds, zoneCmds...)
-		if len(cmds) == 0 {
-			return nil
-		}
-		changed = true
-		for _, c := range cmds {
-			if _, err := sh.mustRun(ctx, c); err != nil {
-				return err
-			}
-		}
-		for _, c := range []string{"uci commit", "/etc/init.d/network restart", "/etc/init.d/firewall restart", "/etc/init.d/dropbear restart", "/etc/init.d/system reload"} {
-			if _, err := sh.mustRun(ctx, c); err != nil {
-				return err
-			}
-		}
-		return nil
+	return o.uci().configure(ctx, o.ct(), o.spec.OSTemplate, func(ctx context.Context, what string, fn func(context.Context, *shell) error) error {
+		return o.p.inGuest(ctx, o.run, o.ct(), what, fn)
+	}, &o.res.Changed)
+}
+
+// configure applies u through a console in attaches to g (made from
+// from); nothing differing is the step's skip, a change is noted in
+// changed.
+func (u openwrtUCI) configure(ctx context.Context, g pve.GuestRef, from string, in func(ctx context.Context, what string, fn func(context.Context, *shell) error) error, changed *bool) error {
+	did := false
+	err := in(ctx, "configuring OpenWrt", func(ctx context.Context, sh *shell) error {
+		var err error
+		did, err = u.apply(ctx, sh, g, from)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	if !changed {
+	if !did {
 		return flow.Skip("UCI already as wanted")
 	}
-	o.res.Changed = true
+	*changed = true
 	return nil
+}
+
+// apply sets what differs from want in the router's shell, commits and
+// restarts the services; changed is false when nothing differed. g and
+// from name the guest and what it was made from, for a refusal.
+func (u openwrtUCI) apply(ctx context.Context, sh *shell, g pve.GuestRef, from string) (changed bool, err error) {
+	if _, code, err := sh.run(ctx, "test -f /etc/openwrt_release"); err != nil {
+		return false, err
+	} else if code != 0 {
+		return false, problemf(ErrPreflight, "%s has no /etc/openwrt_release: %s is not OpenWrt", g, from)
+	}
+	want := u.want()
+	var cmds []string
+	for _, k := range sortedKeysOf(want) {
+		out, _, err := sh.run(ctx, "uci -q get "+k)
+		if err != nil {
+			return false, err
+		}
+		if strings.TrimSpace(out) != want[k] {
+			cmds = append(cmds, "uci set "+k+"="+uciQuoted(want[k]))
+		}
+	}
+	zoneCmds, err := firewallCommands(ctx, sh)
+	if err != nil {
+		return false, err
+	}
+	cmds = append(cmds, zoneCmds...)
+	if len(cmds) == 0 {
+		return false, nil
+	}
+	for _, c := range append(cmds, "uci commit", "/etc/init.d/network restart", "/etc/init.d/firewall restart", "/etc/init.d/dropbear restart", "/etc/init.d/system reload") {
+		if _, err := sh.mustRun(ctx, c); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// checks reads want back through the shell.
+func (u openwrtUCI) checks(ctx context.Context, sh *shell) ([]Check, error) {
+	want := u.want()
+	var checks []Check
+	for _, k := range sortedKeysOf(want) {
+		out, _, err := sh.run(ctx, "uci -q get "+k)
+		if err != nil {
+			return nil, err
+		}
+		have := strings.TrimSpace(out)
+		c := Check{Name: "uci " + k, OK: have == want[k], Detail: have}
+		if !c.OK {
+			c.Detail = fmt.Sprintf("%q, want %q", have, want[k])
+		}
+		checks = append(checks, c)
+	}
+	return checks, nil
+}
+
+// wanStatus asks netifd for the WAN's IPv4 address ("" without one).
+func wanStatus(ctx context.Context, sh *shell) (string, error) {
+	out, _, err := sh.run(ctx, "ubus call network.interface.wan status")
+	if err != nil {
+		return "", err
+	}
+	if m := regexp.MustCompile(`"address": "([0-9.]+)",\s*"mask": (\d+)`).FindStringSubmatch(out); m != nil {
+		return m[1] + "/" + m[2], nil
+	}
+	return "", nil
 }
 
 // firewallCommands bring the firewall zones to OpenWrt's router layout:
 // lan (input, output, forward ACCEPT) and wan (input and forward REJECT,
 // masquerading) and forwarding lan → wan, adding what is missing.
-func (o *openwrtRun) firewallCommands(ctx context.Context, sh *shell) ([]string, error) {
+func firewallCommands(ctx context.Context, sh *shell) ([]string, error) {
 	out, _, err := sh.run(ctx, "uci -q show firewall")
 	if err != nil {
 		return nil, err
@@ -430,14 +496,9 @@ func (o *openwrtRun) waitWAN(ctx context.Context) error {
 	if last == "" {
 		// PVE's view may lag; netifd knows.
 		if ierr := o.p.inGuest(ctx, o.run, o.ct(), "reading the WAN's status", func(ctx context.Context, sh *shell) error {
-			out, _, err := sh.run(ctx, "ubus call network.interface.wan status")
-			if err != nil {
-				return err
-			}
-			if m := regexp.MustCompile(`"address": "([0-9.]+)",\s*"mask": (\d+)`).FindStringSubmatch(out); m != nil {
-				last = m[1] + "/" + m[2]
-			}
-			return nil
+			var err error
+			last, err = wanStatus(ctx, sh)
+			return err
 		}); ierr != nil {
 			return ierr
 		}
@@ -460,21 +521,10 @@ func (o *openwrtRun) verify(ctx context.Context) error {
 	}
 	checks := o.configChecks(cfg)
 	checks = append(checks, Check{Name: "ostype", OK: cfg.Get("ostype") == "unmanaged", Detail: cfg.Get("ostype")})
-	want := o.uciWant()
 	err = o.p.inGuest(ctx, o.run, o.ct(), "checking UCI", func(ctx context.Context, sh *shell) error {
-		for _, k := range sortedKeysOf(want) {
-			out, _, err := sh.run(ctx, "uci -q get "+k)
-			if err != nil {
-				return err
-			}
-			have := strings.TrimSpace(out)
-			c := Check{Name: "uci " + k, OK: have == want[k], Detail: have}
-			if !c.OK {
-				c.Detail = fmt.Sprintf("%q, want %q", have, want[k])
-			}
-			checks = append(checks, c)
-		}
-		return nil
+		uc, err := o.uci().checks(ctx, sh)
+		checks = append(checks, uc...)
+		return err
 	})
 	if err != nil {
 		return err

@@ -162,14 +162,27 @@ func (t *openwrtTemplateRun) validate(context.Context) error {
 	return nil
 }
 
+// openwrtMirror reads an OpenWrt download server laid out like
+// downloads.openwrt.org: .versions.json, each release's x86/64 target
+// directory with its sha256sums. The router template and the router VM
+// both take their artefacts from it.
+type openwrtMirror struct {
+	base string
+	http *http.Client
+}
+
+func (t *openwrtTemplateRun) mirror() openwrtMirror {
+	return openwrtMirror{base: t.req.Mirror, http: t.req.HTTP}
+}
+
 // get fetches a small file from the mirror.
-func (t *openwrtTemplateRun) get(ctx context.Context, rel string) ([]byte, error) {
-	u := strings.TrimSuffix(t.req.Mirror, "/") + "/" + rel
+func (m openwrtMirror) get(ctx context.Context, rel string) ([]byte, error) {
+	u := strings.TrimSuffix(m.base, "/") + "/" + rel
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := t.req.HTTP.Do(req)
+	resp, err := m.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("the mirror did not answer for %s: %w", u, err)
 	}
@@ -182,35 +195,44 @@ func (t *openwrtTemplateRun) get(ctx context.Context, rel string) ([]byte, error
 
 // resolve settles the version and the tarball's sha256 from the mirror.
 func (t *openwrtTemplateRun) resolve(ctx context.Context) error {
-	v := t.req.Version
-	if v == "latest" {
-		b, err := t.get(ctx, ".versions.json")
-		if err != nil {
-			return err
-		}
-		if v, err = latestOpenWrt(b); err != nil {
-			return err
-		}
-		t.run.Info(fmt.Sprintf("latest %d.x release on the mirror: %s", OpenWrtMajor, v))
-	}
-	t.res.Version = v
-	dir := "releases/" + v + "/targets/x86/64/"
-	name := OpenWrtRootfsName(v)
-	sums, err := t.get(ctx, dir+"sha256sums")
+	v, u, sum, err := t.mirror().artefact(ctx, t.req.Version, OpenWrtRootfsName, t.run.Info)
 	if err != nil {
 		return err
 	}
-	sum, ok := sumFor(sums, name)
-	if !ok {
-		return problemf(ErrPreflight, "release %s's sha256sums lists no %s: is %s an x86/64 release on this mirror?", v, name, v)
-	}
-	t.res.SHA256 = sum
-	t.res.URL = strings.TrimSuffix(t.req.Mirror, "/") + "/" + dir + name
+	t.res.Version, t.res.URL, t.res.SHA256 = v, u, sum
 	// The content steps upload the file fetch leaves, as this name, with
 	// this checksum; a copy already there is verified through the URL.
 	t.content.req.URL, t.content.req.File = t.res.URL, "(fetched)"
-	t.content.filename, t.content.sum = name, pve.Checksum{Algorithm: "sha256", Hex: sum}
+	t.content.filename, t.content.sum = OpenWrtRootfsName(v), pve.Checksum{Algorithm: "sha256", Hex: sum}
 	return nil
+}
+
+// artefact settles the version (latest: the newest OpenWrtMajor.x
+// release of .versions.json, said through info) and the URL and sha256
+// (from the release's sha256sums) of the x86/64 file name gives for it.
+func (m openwrtMirror) artefact(ctx context.Context, version string, name func(string) string, info func(string)) (v, url, sum string, err error) {
+	v = version
+	if v == "latest" {
+		b, err := m.get(ctx, ".versions.json")
+		if err != nil {
+			return "", "", "", err
+		}
+		if v, err = latestOpenWrt(b); err != nil {
+			return "", "", "", err
+		}
+		info(fmt.Sprintf("latest %d.x release on the mirror: %s", OpenWrtMajor, v))
+	}
+	dir := "releases/" + v + "/targets/x86/64/"
+	file := name(v)
+	sums, err := m.get(ctx, dir+"sha256sums")
+	if err != nil {
+		return "", "", "", err
+	}
+	sum, ok := sumFor(sums, file)
+	if !ok {
+		return "", "", "", problemf(ErrPreflight, "release %s's sha256sums lists no %s: is %s an x86/64 release on this mirror?", v, file, v)
+	}
+	return v, strings.TrimSuffix(m.base, "/") + "/" + dir + file, sum, nil
 }
 
 // latestOpenWrt picks the newest OpenWrtMajor.x release of .versions.json.
@@ -278,40 +300,15 @@ func (t *openwrtTemplateRun) planFetch(context.Context) ([]flow.Call, error) {
 // fetch downloads the tarball here, checks its sha256, size and format.
 // A mismatch names both sums and leaves nothing.
 func (t *openwrtTemplateRun) fetch(ctx context.Context) error {
-	f, err := os.CreateTemp("", "cloudpods-openwrt-*.tar.gz")
-	if err != nil {
-		return err
-	}
-	t.tmp = f.Name()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.res.URL, nil)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	resp, err := t.req.HTTP.Do(req)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("download %s: %w", t.res.URL, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		f.Close()
-		return fmt.Errorf("download %s: the mirror answered %s", t.res.URL, resp.Status)
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, maxRootfsBytes+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("download %s: %w", t.res.URL, err)
-	}
 	name := OpenWrtRootfsName(t.res.Version)
-	if got := hex.EncodeToString(h.Sum(nil)); got != t.res.SHA256 {
-		return fmt.Errorf("%w for %s: expected sha256:%s (the release's sha256sums), got sha256:%s; the download was discarded, nothing was stored",
-			ErrChecksumMismatch, name, t.res.SHA256, got)
+	tmp, n, err := t.mirror().fetch(ctx, t.res.URL, t.res.SHA256, name, "cloudpods-openwrt-*.tar.gz", maxRootfsBytes)
+	if tmp != "" {
+		t.tmp = tmp
 	}
-	if n < minRootfsBytes || n > maxRootfsBytes {
+	if err != nil {
+		return err
+	}
+	if n < minRootfsBytes {
 		return fmt.Errorf("%s is %d bytes: an x86-64 rootfs is between %d and %d; nothing was stored", name, n, minRootfsBytes, maxRootfsBytes)
 	}
 	if err := checkOpenWrtRootfs(t.tmp, t.res.Version); err != nil {
@@ -320,6 +317,48 @@ func (t *openwrtTemplateRun) fetch(ctx context.Context) error {
 	t.content.req.File, t.content.size = t.tmp, n
 	t.run.Note(fmt.Sprintf("%s, %s, sha256 matches", name, humanBytes(n)))
 	return nil
+}
+
+// fetch downloads url into a temporary file (named by pattern) and checks
+// its sha256: a mismatch names both sums. The file is returned even on
+// failure, for the caller to remove; more than limit bytes is refused.
+func (m openwrtMirror) fetch(ctx context.Context, url, sha256sum, name, pattern string, limit int64) (string, int64, error) {
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		return "", 0, err
+	}
+	tmp := f.Name()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		f.Close()
+		return tmp, 0, err
+	}
+	resp, err := m.http.Do(req)
+	if err != nil {
+		f.Close()
+		return tmp, 0, fmt.Errorf("download %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		f.Close()
+		return tmp, 0, fmt.Errorf("download %s: the mirror answered %s", url, resp.Status)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(resp.Body, limit+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return tmp, n, fmt.Errorf("download %s: %w", url, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != sha256sum {
+		return tmp, n, fmt.Errorf("%w for %s: expected sha256:%s (the release's sha256sums), got sha256:%s; the download was discarded, nothing was stored",
+			ErrChecksumMismatch, name, sha256sum, got)
+	}
+	if n > limit {
+		return tmp, n, fmt.Errorf("%s is over %d bytes: not an OpenWrt x86-64 artefact; nothing was stored", name, limit)
+	}
+	return tmp, n, nil
 }
 
 // checkOpenWrtRootfs reads the tarball: gzip, tar, and an

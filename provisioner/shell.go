@@ -32,6 +32,8 @@ type shell struct {
 	nonce      string
 	serial     int
 	quit       chan struct{}
+	// ready is set once the shell has answered: see handshake.
+	ready bool
 }
 
 // maxLine keeps every line we type under the kernel's canonical-mode limit
@@ -77,6 +79,11 @@ func (e *consoleLost) Is(target error) bool { return target == pve.ErrTransient 
 // ever reaches it base64-encoded) and returns its combined output and exit
 // status.
 func (s *shell) run(ctx context.Context, cmd string) (string, int, error) {
+	if !s.ready {
+		if err := s.handshake(ctx); err != nil {
+			return "", -1, err
+		}
+	}
 	s.serial++
 	id := s.nonce + strconv.Itoa(s.serial)
 	line := fmt.Sprintf("printf '%%s:%%s\\n' CPB %s; { %s\n} 2>&1; printf '%%s:%%s:%%d\\n' CPE %s \"$?\"\n", id, cmd, id)
@@ -91,7 +98,7 @@ func (s *shell) run(ctx context.Context, cmd string) (string, int, error) {
 	timer := time.NewTimer(s.cmdTimeout)
 	defer timer.Stop()
 	begin := []byte("CPB:" + id)
-	end := regexp.MustCompile(`CPE:` + id + `:(\d+)\r?\n`)
+	end := regexp.MustCompile(`CPE:` + id + `:(\d+)\r*\n`)
 	for {
 		data := s.buf.Bytes()
 		if m := end.FindSubmatchIndex(data); m != nil {
@@ -128,9 +135,18 @@ func firstWord(cmd string) string {
 	return cmd
 }
 
-// cleanOutput drops the line ending of the begin marker and the PTY's CRs.
+// lineEnd is a line ending as it comes through one or more PTYs: each one
+// that maps NL to CR-NL adds a CR (a real console shows "\r\r\n").
+var lineEnd = regexp.MustCompile(`\r+\n`)
+
+// ansiCSI is a terminal control sequence: colours (iproute2 colours its
+// output on a terminal on some releases), bracketed-paste mode switches.
+var ansiCSI = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]`)
+
+// cleanOutput drops the line ending of the begin marker, the PTYs' CRs and
+// terminal control sequences.
 func cleanOutput(b []byte) string {
-	s := strings.ReplaceAll(string(b), "\r\n", "\n")
+	s := lineEnd.ReplaceAllString(ansiCSI.ReplaceAllString(string(b), ""), "\n")
 	s = strings.TrimPrefix(s, "\n")
 	return strings.TrimSuffix(s, "\n")
 }
@@ -215,4 +231,49 @@ func (p *Provisioner) openShell(ctx context.Context, g pve.GuestRef) (*shell, fu
 		return err
 	}, nil)
 	return sh, done, err
+}
+
+// handshakeEvery is how often handshake types its probe again.
+const handshakeEvery = 300 * time.Millisecond
+
+// handshake waits until the shell behind a fresh console answers. Input
+// typed too early is lost on a real console: lxc-attach switches its
+// terminal to raw mode with TCSAFLUSH, which discards what has not been
+// read yet. So a probe is typed again until its marker comes back; probes
+// answered late only leave markers no later command looks for.
+func (s *shell) handshake(ctx context.Context) error {
+	deadline := time.NewTimer(s.cmdTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(handshakeEvery)
+	defer tick.Stop()
+	probe := []byte(fmt.Sprintf("printf '%%s:%%s\\n' CPR %s\n", s.nonce))
+	answer := []byte("CPR:" + s.nonce + "\n")
+	for {
+		if _, err := s.term.Write(probe); err != nil {
+			return &consoleLost{fmt.Errorf("write: %w", err)}
+		}
+		for waiting := true; waiting; {
+			if bytes.Contains(lineEnd.ReplaceAll(s.buf.Bytes(), []byte("\n")), answer) {
+				s.ready = true
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("console command: %w", ctx.Err())
+			case <-deadline.C:
+				return &consoleLost{fmt.Errorf("no shell answered within %s", s.cmdTimeout)}
+			case <-tick.C:
+				waiting = false
+			case chunk, ok := <-s.out:
+				if !ok {
+					err := <-s.errc
+					if err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					return &consoleLost{fmt.Errorf("closed: %w", err)}
+				}
+				s.buf.Write(chunk)
+			}
+		}
+	}
 }

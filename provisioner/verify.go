@@ -109,11 +109,11 @@ func inPodChecks(ctx context.Context, sh *shell, s Spec, services []string) ([]C
 		if !safeUnit.MatchString(svc) {
 			continue
 		}
-		out, code, err = sh.run(ctx, "systemctl is-active "+svc)
+		c, err := serviceCheck(ctx, sh, svc)
 		if err != nil {
 			return checks, err
 		}
-		checks = append(checks, Check{Name: "service " + svc, OK: code == 0, Detail: strings.TrimSpace(out)})
+		checks = append(checks, c)
 	}
 	return checks, nil
 }

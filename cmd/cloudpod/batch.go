@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 // batchSpec is one line of a batch file: the API's create body (tenantId,
@@ -114,7 +115,7 @@ func runBatch(ctx context.Context, g *globalOptions, prov *provisioner.Provision
 			if r.Err != nil {
 				status = "FAILED: " + r.Err.Error()
 			}
-			fmt.Fprintf(g.stdout, "  %-9s %-24s %-15s %s\n", podLabel(r.Result.VMID, ""), r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
+			fmt.Fprintf(g.stdout, "  %-9s %-24s %-15s %s\n", podLabel(pve.LXC, r.Result.VMID, ""), r.Result.Hostname, strings.TrimSuffix(r.Result.IP, "/24"), status)
 		}
 	}
 	if failed > 0 {

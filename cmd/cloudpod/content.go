@@ -124,6 +124,26 @@ func showPlan(g *globalOptions, what string) func([]provisioner.PlannedCall, []s
 	}
 }
 
+// runFlow runs a flow command under --timeout: its dry run (plan: the
+// calls and the reasons) or the flow (run), whose result is a JSON line or
+// what print writes.
+func runFlow[R any](ctx context.Context, g *globalOptions, timeout string, dryRun bool, what string,
+	plan func(context.Context) ([]provisioner.PlannedCall, []string, error), run func(context.Context) (R, error), print func(R)) error {
+	ctx, cancel, err := withTimeout(ctx, timeout)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if dryRun {
+		return showPlan(g, what)(plan(ctx))
+	}
+	res, err := run(ctx)
+	if !jsonResult(g, res, err) && err == nil {
+		print(res)
+	}
+	return err
+}
+
 // jsonResult writes a command's result line when the output is JSON and
 // reports whether it did.
 func jsonResult(g *globalOptions, v any, err error) bool {

@@ -41,8 +41,8 @@ func newDestroyCommand(g *globalOptions) *cobra.Command {
 	var yes bool
 	cmd := &cobra.Command{
 		Use:   "destroy VMID",
-		Short: "Destroy a CloudPod safely (needs --force; refuses guests cloudpods did not create)",
-		Long: `Destroy a CloudPod: shut it down (stop after --shutdown-timeout), wait for PVE's locks, delete it with
+		Short: "Destroy a CloudPod (or a CT or VM cloudpods made) safely (needs --force; refuses guests cloudpods did not create)",
+		Long: `Destroy a CloudPod, or a container or VM cloudpods made: shut it down (stop after --shutdown-timeout), wait for PVE's locks, delete it with
 its volumes (purge, destroy-unreferenced-disks) and release its address in IPAM.
 
 Refused: without --force; on a terminal until you type the hostname (--yes skips the question, and is
@@ -91,13 +91,13 @@ the golden template and any VMID under 100; a guest with protection mode on. Bac
 // the pod about to go; without a terminal nobody can answer, so it refuses.
 func (g *globalOptions) confirmDestroy(ctx context.Context, pod provisioner.DestroyResult) error {
 	if !readsTerminal(g.stdin) {
-		return fmt.Errorf("%w: not on a terminal, so nobody can confirm destroying CT %d (%s, %s): pass --yes as well", provisioner.ErrRefused, pod.VMID, pod.Hostname, orNoAddress(pod.IP))
+		return fmt.Errorf("%w: not on a terminal, so nobody can confirm destroying %s %d (%s, %s): pass --yes as well", provisioner.ErrRefused, pod.Kind.Noun(), pod.VMID, pod.Hostname, orNoAddress(pod.IP))
 	}
 	want := pod.Hostname
 	if want == "" {
 		want = strconv.Itoa(pod.VMID)
 	}
-	fmt.Fprintf(g.stderr, "Destroy CT %d %s (%s) on node %s?\n", pod.VMID, pod.Hostname, podFacts(pod), pod.Node)
+	fmt.Fprintf(g.stderr, "Destroy %s %d %s (%s) on node %s?\n", pod.Kind.Noun(), pod.VMID, pod.Hostname, podFacts(pod), pod.Node)
 	if len(pod.Backups) > 0 {
 		fmt.Fprintf(g.stderr, "  backups, kept: %s\n", strings.Join(pod.Backups, ", "))
 	}
@@ -181,7 +181,7 @@ func runDestroy(ctx context.Context, g *globalOptions, prov *provisioner.Provisi
 		fmt.Fprintf(g.stdout, "CT %d does not exist on node %s: nothing to destroy\n", req.VMID, req.Node)
 		return nil
 	}
-	line := fmt.Sprintf("CT %d %s (%s) destroyed", res.VMID, res.Hostname, orNoAddress(res.IP))
+	line := fmt.Sprintf("%s %d %s (%s) destroyed", res.Kind.Noun(), res.VMID, res.Hostname, orNoAddress(res.IP))
 	if res.Released != "" {
 		line += "; " + res.Released + " released in IPAM"
 	}
@@ -459,17 +459,22 @@ func newListCommand(g *globalOptions) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "VMID\tHOSTNAME\tIP\tTENANT\tNODE\tSTATUS\tCREATED")
-			for _, p := range pods {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
-			}
-			return tw.Flush()
+			return printPods(g, pods, "HOSTNAME")
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's pods")
 	cmd.Flags().StringVar(&status, "status", "", "only pods in this PVE status (running, stopped)")
 	return cmd
+}
+
+// printPods is list's table: one guest a line, its name under name.
+func printPods(g *globalOptions, pods []provisioner.Pod, name string) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "VMID\t%s\tIP\tTENANT\tNODE\tSTATUS\tCREATED\n", name)
+	for _, p := range pods {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {

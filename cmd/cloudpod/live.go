@@ -87,7 +87,7 @@ func (l *liveLine) close() {
 func (l *liveLine) track(e provisioner.Event) bool {
 	switch e.Phase {
 	case provisioner.PhaseStart:
-		l.steps[l.key(e)] = &liveStep{label: podLabel(e.VMID, e.Name), step: e.Step, began: time.Now()}
+		l.steps[l.key(e)] = &liveStep{label: podLabel(e.Kind, e.VMID, e.Name), step: e.Step, began: time.Now()}
 		l.draw()
 		return true
 	case provisioner.PhaseProgress:
@@ -108,7 +108,7 @@ func (l *liveLine) key(e provisioner.Event) string {
 	if e.Name != "" {
 		return e.Name + "\x00" + e.Step
 	}
-	return podLabel(e.VMID, "") + "\x00" + e.Step
+	return podLabel(e.Kind, e.VMID, "") + "\x00" + e.Step
 }
 
 // pause clears the line and keeps it away (a question on the terminal);

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -13,9 +14,10 @@ import (
 func newOpenWrtCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "openwrt",
-		Short: "OpenWrt routers as containers: the template from the official rootfs, and the router",
+		Short: "OpenWrt routers: as containers (the template from the official rootfs, and the router), and as VMs",
 	}
 	cmd.AddCommand(newOpenWrtTemplateCommand(g), newOpenWrtCreateCommand(g))
+	cmd.AddCommand(newOpenWrtVMCommand(g))
 	return cmd
 }
 
@@ -89,29 +91,17 @@ waited for with retries; without a lease the router is kept with a message sayin
 			if err != nil {
 				return err
 			}
-			ctx, cancel, err := withTimeout(cmd.Context(), timeout)
-			if err != nil {
-				return err
-			}
-			defer cancel()
 			req := provisioner.OpenWrtRequest{Spec: spec, WANWait: wanWait, KeepOnFailure: keep, Reporter: newProgress(g), Stop: g.stop, Requester: g.requester}
-			if dryRun {
-				return showPlan(g, "openwrt create")(prov.PlanOpenWrt(ctx, req))
-			}
-			res, err := prov.CreateOpenWrt(ctx, req)
-			if jsonResult(g, res, err) || err != nil {
-				return err
-			}
-			what := "created"
-			if !res.Changed {
-				what = "already as asked, nothing to do"
-			}
-			fmt.Fprintf(g.stdout, "router CT %d %s %s: %s on node %s from %s; LAN %s on %s, WAN %s on %s\n", res.VMID, res.Hostname, what, res.Status,
-				res.Node, res.OSTemplate, res.LAN, spec.LAN, orDash(res.WAN), spec.WAN)
-			for _, w := range res.Warnings {
-				fmt.Fprintf(g.stdout, "warning: %s\n", strings.TrimSpace(w))
-			}
-			return nil
+			return runFlow(cmd.Context(), g, timeout, dryRun, "openwrt create",
+				func(ctx context.Context) ([]provisioner.PlannedCall, []string, error) {
+					return prov.PlanOpenWrt(ctx, req)
+				},
+				func(ctx context.Context) (provisioner.OpenWrtResult, error) { return prov.CreateOpenWrt(ctx, req) },
+				func(res provisioner.OpenWrtResult) {
+					fmt.Fprintf(g.stdout, "router CT %d %s %s: %s on node %s from %s; LAN %s on %s, WAN %s on %s\n", res.VMID, res.Hostname,
+						doneOr(res.Changed, "created"), res.Status, res.Node, res.OSTemplate, res.LAN, spec.LAN, orDash(res.WAN), spec.WAN)
+					printWarnings(g, res.Warnings)
+				})
 		},
 	}
 	f := cmd.Flags()
@@ -137,4 +127,20 @@ waited for with retries; without a lease the router is kept with a message sayin
 	f.BoolVar(&keep, "keep-on-failure", false, "on failure keep the router instead of rolling back")
 	f.StringVar(&timeout, "timeout", "", "overall deadline, e.g. 10m")
 	return cmd
+}
+
+// doneOr is what a flow's result line says it did: what, or that nothing
+// was to do.
+func doneOr(changed bool, what string) string {
+	if !changed {
+		return "already as asked, nothing to do"
+	}
+	return what
+}
+
+// printWarnings prints a result's warnings, one a line.
+func printWarnings(g *globalOptions, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(g.stdout, "warning: %s\n", strings.TrimSpace(w))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/migrahosting/cloudpods/provisioner"
+	"github.com/migrahosting/cloudpods/provisioner/pve"
 )
 
 func writeJSON(w io.Writer, v interface{}) {
@@ -108,27 +109,30 @@ func stepLine(e provisioner.Event) string {
 		provisioner.PhaseStart: "…", provisioner.PhaseDone: "✓", provisioner.PhaseSkip: "=",
 		provisioner.PhaseFail: "✗", provisioner.PhaseWarn: "!", provisioner.PhaseInfo: "·",
 	}[e.Phase]
-	line := fmt.Sprintf("[%6.1fs] %s %s %-10s %s", e.Elapsed.Seconds(), mark, podLabel(e.VMID, e.Name), e.Step, e.Phase)
+	line := fmt.Sprintf("[%6.1fs] %s %s %-10s %s", e.Elapsed.Seconds(), mark, podLabel(e.Kind, e.VMID, e.Name), e.Step, e.Phase)
 	if e.Message != "" {
 		line += ": " + e.Message
 	}
 	return line
 }
 
-// podLabel names a pod in progress: "CT 9101", or its hostname while IPAM
-// has yet to pick its VMID.
-func podLabel(vmid int, name string) string {
+// podLabel names a guest in progress: "CT 9101", "VM 500", or its
+// hostname while IPAM has yet to pick its VMID.
+func podLabel(kind pve.GuestKind, vmid int, name string) string {
 	switch {
 	case vmid != 0:
-		return fmt.Sprintf("CT %d", vmid)
+		return fmt.Sprintf("%s %d", kind.Noun(), vmid)
 	case name != "":
 		return name
 	}
 	return "CT ?"
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+func isTerminal(w io.Writer) bool { return isTerminalFile(w) }
+
+// isTerminalFile: v (a stream) is a terminal.
+func isTerminalFile(v any) bool {
+	f, ok := v.(*os.File)
 	if !ok {
 		return false
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/migrahosting/cloudpods/fixtures/openwrtmirror"
 	"github.com/migrahosting/cloudpods/fixtures/pvesim"
+	"github.com/migrahosting/cloudpods/fixtures/vmimages"
 )
 
 // readmeExamples are the cloudpod command lines of README's code blocks
@@ -44,10 +45,11 @@ func readmeExamples(t *testing.T, from, to string) []string {
 }
 
 // TestReadmeExamplesRun runs every example of README's sections on
-// storages, templates, containers from OS templates and OpenWrt routers,
-// in order, against one simulator that starts without the golden template
-// (template build makes it), with the mirrors the examples name served on
-// loopback. Each must exit 0.
+// storages, templates, containers from OS templates, OpenWrt routers,
+// images, cloud-init VMs and router VMs, in order, against one simulator
+// that starts without the golden template (template build makes it), with
+// the mirrors the examples name served on loopback (and the PCI mapping an
+// administrator would have made). Each must exit 0.
 func TestReadmeExamplesRun(t *testing.T) {
 	examples := readmeExamples(t, "## Storages", "## Connecting to a real PVE")
 	if len(examples) < 12 {
@@ -70,8 +72,13 @@ func TestReadmeExamplesRun(t *testing.T) {
 	defer owrt.Close()
 	pw := filepath.Join(t.TempDir(), "template.pw")
 	must(t, os.WriteFile(pw, []byte("golden-pw\n"), 0o600))
+	images := imageMirror(t, map[string][]byte{"noble-server-cloudimg-amd64.img": cloudImage})
+	keys := filepath.Join(t.TempDir(), "keys.pub")
+	must(t, os.WriteFile(keys, []byte(pubKey("ops@laptop")+"\n"), 0o644))
+	c.sim.AddMapping("pci", "gpu0", "node=pve,path=0000:01:00.0,id=10de:2204") // an administrator's
 	subst := strings.NewReplacer("https://mirror.example", templates.URL, "$SUM", hex.EncodeToString(sum[:]),
-		"https://downloads.openwrt.org", owrt.URL, "/root/template.pw", pw)
+		"https://downloads.openwrt.org", owrt.URL, "/root/template.pw", pw, "https://cloud-images.example", images.URL,
+		"$IMGSUM", vmimages.SHA256(cloudImage), " keys.pub", " "+keys)
 	for _, ex := range examples {
 		args := strings.Fields(subst.Replace(ex))[1:]
 		if code, out, errs := c.run(t, "", args...); code != 0 {
@@ -81,9 +88,18 @@ func TestReadmeExamplesRun(t *testing.T) {
 	if g, ok := c.sim.Guest(9000); !ok || g.Config["template"] != "1" {
 		t.Error("the examples did not build CT 9000")
 	}
-	for _, id := range []int{300, 400, 401} {
+	for _, id := range []int{300, 400, 401, 600, 601} {
 		if g, ok := c.sim.Guest(id); !ok || g.Status != "running" {
-			t.Errorf("CT %d after the examples: %+v", id, g)
+			t.Errorf("guest %d after the examples: %+v", id, g)
 		}
+	}
+	if g, ok := c.sim.Guest(500); !ok || g.Config["template"] != "1" {
+		t.Error("the examples did not make VM 500 a template")
+	}
+	if _, ok := c.sim.Guest(501); ok {
+		t.Error("the examples did not destroy VM 501")
+	}
+	if _, ok := c.sim.Guest(510); ok {
+		t.Error("the dry run made VM 510")
 	}
 }

@@ -237,6 +237,9 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	root.AddCommand(newTemplateCommand(g))
 	root.AddCommand(newCTCommand(g))
 	root.AddCommand(newOpenWrtCommand(g))
+	root.AddCommand(newVMCommand(g))
+	root.AddCommand(newImageCommand(g))
+	root.AddCommand(newNewCommand(g))
 	return root
 }
 

@@ -35,7 +35,7 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			cfg := info.Config
 			marker, ours := provisioner.ParseMarker(cfg.Get("description"))
 			if g.output == "json" {
-				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "node": node, "config": cfg.Values, "marker": marker,
+				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "kind": info.Kind, "node": node, "config": cfg.Values, "marker": marker,
 					"ours": ours, "backups": info.Backups, "snapshots": info.Snapshots})
 				return nil
 			}

@@ -41,6 +41,10 @@ type options struct {
 	seedGuests      int
 	requestTime     time.Duration
 	requestWorkers  int
+	guests          string
+	netplan         string
+	guestCache      string
+	mirror          string
 	noTemplate      bool
 }
 
@@ -88,6 +92,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.seedGuests, "seed-guests", 0, "add N existing guests (CTs and VMs with static addresses in several subnets, tags, most running) for measuring costs on a busy cluster; the same N guests every time, and those a --state file already holds are kept")
 	fs.DurationVar(&o.requestTime, "request-time", 0, "what each API call costs the node: it holds one of --request-workers pveproxy workers this long before it is handled (15ms ≈ 200 calls/s with 3 workers); 0 answers as fast as the simulator can")
 	fs.IntVar(&o.requestWorkers, "request-workers", 3, "pveproxy workers for --request-time (PVE runs 3)")
+	fs.StringVar(&o.guests, "guests", "emulated", "the inside of containers: emulated (ctshell) or lxc (real unprivileged LXC containers in a network namespace of their own; root only, the first start builds the template with debootstrap)")
+	fs.StringVar(&o.netplan, "netplan", "1.1", "the template's netplan.io line: 1.1 (apply fails in an unprivileged CT, as on an updated Ubuntu 24.04) or 1.0 (apply works); with --guests lxc, 1.1 is Debian trixie's 1.1.2 and 1.0 bookworm's 0.106")
+	fs.StringVar(&o.guestCache, "guest-cache", "", "with --guests lxc: where built template root filesystems are kept (default /var/cache/cloudpods/pvesim)")
+	fs.StringVar(&o.mirror, "mirror", "", "with --guests lxc: the Debian mirror to build the template from (default: the one the host's apt sources name)")
 	fs.BoolVar(&o.noTemplate, "no-template", false, "start without the golden template CT 9000 and its Ubuntu 24.04 archive, as before `cloudpod template build`")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
@@ -111,6 +119,10 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		ApplianceMirror: o.applianceMirror,
 		RequestTime:     o.requestTime,
 		RequestWorkers:  o.requestWorkers,
+		Guests:          o.guests,
+		Netplan:         o.netplan,
+		GuestCache:      o.guestCache,
+		Mirror:          o.mirror,
 		NoTemplate:      o.noTemplate,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},

@@ -1,6 +1,10 @@
 package flow
 
-import "time"
+import (
+	"time"
+
+	"github.com/migrahosting/cloudpods/provisioner/pve"
+)
 
 // Phase of a step event.
 type Phase string
@@ -20,7 +24,9 @@ const (
 // Event is one line of progress.
 type Event struct {
 	Time time.Time `json:"time"`
-	VMID int       `json:"vmid,omitempty"`
+	// Kind is the guest's kind (lxc, qemu); "" for a flow about no guest.
+	Kind pve.GuestKind `json:"kind,omitempty"`
+	VMID int           `json:"vmid,omitempty"`
 	// Name is the guest's name (a pod's hostname): what a reporter calls
 	// it while its VMID is still to be picked.
 	Name    string        `json:"hostname,omitempty"`

@@ -245,7 +245,7 @@ func (r *Run) stopRequested() bool {
 // "rollback").
 func (r *Run) Event(step string, ph Phase, msg string) {
 	now := r.opts.Now()
-	r.opts.Reporter.Report(Event{Time: now, VMID: r.opts.VMID(), Name: r.opts.Name, Step: step, Phase: ph, Message: msg, Elapsed: now.Sub(r.start)})
+	r.opts.Reporter.Report(Event{Time: now, Kind: r.opts.Kind, VMID: r.opts.VMID(), Name: r.opts.Name, Step: step, Phase: ph, Message: msg, Elapsed: now.Sub(r.start)})
 }
 
 // Live says the reporter shows progress as it happens, so a long wait is
@@ -279,6 +279,10 @@ func (r *Run) Warn(msg string) {
 	r.warnings = append(r.warnings, msg)
 	r.Event(r.currentName(), PhaseWarn, msg)
 }
+
+// SetKind names the guest's kind once a step has found it (destroy
+// learns whether a VMID holds a container or a VM).
+func (r *Run) SetKind(k pve.GuestKind) { r.opts.Kind = k }
 
 // Info reports what the running step is doing.
 func (r *Run) Info(msg string) { r.Event(r.currentName(), PhaseInfo, msg) }

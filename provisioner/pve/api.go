@@ -101,6 +101,9 @@ type API interface {
 	// SDN is PVE's SDN IPAM, an optional capability: ok is false where the
 	// adapter or the cluster has none.
 	SDN() (sdn SDN, ok bool)
+
+	// VM calls (vm.go): disk resize, the guest agent, resource mappings.
+	VMCalls
 }
 
 // SDN is the part of PVE's SDN API that IPAM's pve-sdn backend uses (PVE
@@ -162,6 +165,10 @@ type NodeStatus struct {
 	// most. Zero when PVE did not say (an offline node).
 	CPUs   int
 	Memory int64
+	// CPULoad (0..1) and MemoryUsed are how busy the node is now (cpu,
+	// memory.used).
+	CPULoad    float64
+	MemoryUsed int64
 }
 
 type Storage struct {

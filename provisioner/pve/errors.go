@@ -43,6 +43,10 @@ var (
 	ErrConsoleTicket = errors.New("PVE refused the console ticket")
 	// ErrTaskFailed: a worker task ended with an error exit status.
 	ErrTaskFailed = errors.New("task failed")
+	// ErrAgentNotRunning: a VM's guest agent does not answer (yet): PVE's
+	// "QEMU guest agent is not running", or QEMU's "got timeout" while it
+	// starts (qemu-server QemuServer/Agent.pm).
+	ErrAgentNotRunning = errors.New("guest agent not running")
 )
 
 // APIError is one non-2xx answer from the PVE API.
@@ -103,6 +107,9 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == 500 && isLockMessage(msg)
 	case ErrTransient:
 		return transientStatus(e.Status) || (e.Status == 500 && isTransientMessage(msg))
+	case ErrAgentNotRunning:
+		return e.Status == 500 && (strings.Contains(msg, "guest agent is not running") ||
+			(strings.Contains(msg, "got timeout") && !isLockMessage(msg)))
 	}
 	return false
 }

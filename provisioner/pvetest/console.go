@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync"
@@ -55,8 +56,12 @@ type terminal struct {
 	closed bool
 }
 
-// framed is one command as the provisioner's shell sends it.
-var framed = regexp.MustCompile(`(?s)^printf '%s:%s\\n' CPB (\S+); \{ (.*?)\n\} 2>&1; printf '%s:%s:%d\\n' CPE \S+ "\$\?"\n`)
+// framed is one command as the provisioner's shell sends it; probe is its
+// handshake, typed until the shell answers.
+var (
+	framed = regexp.MustCompile(`(?s)^printf '%s:%s\\n' CPB (\S+); \{ (.*?)\n\} 2>&1; printf '%s:%s:%d\\n' CPE \S+ "\$\?"\n`)
+	probe  = regexp.MustCompile(`^printf '%s:%s\\n' CPR (\S+)\n`)
+)
 
 func (t *terminal) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -66,6 +71,12 @@ func (t *terminal) Write(p []byte) (int, error) {
 	}
 	t.in = append(t.in, p...)
 	for {
+		if m := probe.FindSubmatchIndex(t.in); m != nil {
+			t.out = append(t.out, fmt.Sprintf("CPR:%s\n", t.in[m[2]:m[3]])...)
+			t.in = t.in[m[1]:]
+			t.cond.Broadcast()
+			continue
+		}
 		m := framed.FindSubmatchIndex(t.in)
 		if m == nil {
 			break
@@ -155,6 +166,17 @@ func (f *Fake) exec(vmid int, cmd string) (string, int) {
 		return hex.EncodeToString(sum[:]) + "  " + path, 0
 	case cmd == "true", strings.HasPrefix(cmd, "netplan "), strings.HasPrefix(cmd, "networkctl "):
 		return "", 0
+	case cmd == "systemctl is-system-running":
+		return "running", 0
+	case cmd == "ip -j -4 addr show dev eth0":
+		// The pod has net0's address.
+		addr, err := netip.ParsePrefix(field(g.Config["net0"])["ip"])
+		if err != nil {
+			return `[{"ifname":"eth0","addr_info":[]}]`, 0
+		}
+		return fmt.Sprintf(`[{"ifname":"eth0","addr_info":[{"family":"inet","local":"%s","prefixlen":%d}]}]`, addr.Addr(), addr.Bits()), 0
+	case cmd == "ip -j -4 route show default":
+		return fmt.Sprintf(`[{"dst":"default","gateway":"%s","dev":"eth0","protocol":"static","flags":[]}]`, gateway(g.Config)), 0
 	case cmd == "ip -4 route show default":
 		return fmt.Sprintf("default via %s dev eth0 proto static", gateway(g.Config)), 0
 	case strings.HasPrefix(cmd, "ping "):

@@ -309,6 +309,9 @@ func (f *Fake) CreateGuest(ctx context.Context, g pve.GuestRef, params map[strin
 		}
 		cfg["arch"] = "amd64"
 	}
+	if g.Kind == pve.QEMU {
+		allocateVMDisks(g.VMID, cfg)
+	}
 	upid, ok := f.startTask(g.Node, typ, strconv.Itoa(g.VMID))
 	if ok {
 		status := "stopped"
@@ -318,4 +321,59 @@ func (f *Fake) CreateGuest(ctx context.Context, g pve.GuestRef, params map[strin
 		f.guests[g.VMID] = &Guest{Kind: g.Kind, Node: g.Node, VMID: g.VMID, Config: cfg, Status: status, Files: map[string][]byte{}}
 	}
 	return answer(upid, after)
+}
+
+var (
+	vmDrive   = regexp.MustCompile(`^(ide|sata|scsi|virtio|efidisk)\d+$`)
+	vmNewDisk = regexp.MustCompile(`^([a-z][a-z0-9._-]*):(\d+(?:\.\d+)?)(,.*)?$`)
+)
+
+// allocateVMDisks does what PVE's create does with a VM's disk specs: a
+// new disk (STORAGE:SIZE, or STORAGE:0,import-from=…, 2 GiB) becomes
+// vm-<vmid>-disk-N with its size, the cloud-init drive (STORAGE:cloudinit)
+// vm-<vmid>-cloudinit as a CD-ROM; each card gets a MAC.
+func allocateVMDisks(vmid int, cfg map[string]string) {
+	n := 0
+	for _, k := range sortedConfigKeys(cfg) {
+		v := cfg[k]
+		switch {
+		case vmDrive.MatchString(k) && strings.HasSuffix(v, ":cloudinit"):
+			cfg[k] = fmt.Sprintf("%s:vm-%d-cloudinit,media=cdrom", strings.TrimSuffix(v, ":cloudinit"), vmid)
+		case vmDrive.MatchString(k) && vmNewDisk.MatchString(v):
+			m := vmNewDisk.FindStringSubmatch(v)
+			size := m[2] + "G"
+			var opts []string
+			for _, o := range strings.Split(strings.TrimPrefix(m[3], ","), ",") {
+				if strings.HasPrefix(o, "import-from=") {
+					size = "2G"
+				} else if o != "" {
+					opts = append(opts, o)
+				}
+			}
+			if k == "efidisk0" {
+				size = "1M"
+			}
+			cfg[k] = fmt.Sprintf("%s:vm-%d-disk-%d,%s", m[1], vmid, n, strings.Join(append(opts, "size="+size), ","))
+			n++
+		case strings.HasPrefix(k, "net") && !strings.Contains(strings.SplitN(v, ",", 2)[0], "="):
+			cfg[k] = withVMMAC(v, vmid, strings.TrimPrefix(k, "net"))
+		}
+	}
+}
+
+// withVMMAC gives a VM's card (model[=MAC],…) the fake's MAC for the
+// VM's card n.
+func withVMMAC(v string, vmid int, n string) string {
+	first, rest, _ := strings.Cut(v, ",")
+	model, _, _ := strings.Cut(first, "=")
+	return fmt.Sprintf("%s=BC:24:11:%02X:%02X:%s0,%s", model, vmid>>8&0xff, vmid&0xff, n, rest)
+}
+
+func sortedConfigKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

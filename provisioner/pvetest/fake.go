@@ -91,6 +91,8 @@ type Fault struct {
 type Fake struct {
 	// Perms are the token's privileges; New grants all of them on /.
 	Perms pve.Permissions
+	// Release is the PVE release the fake answers ("": 9.1).
+	Release string
 	// Online is each node's state; New has node pve online.
 	Online map[string]bool
 	// NodeCPUs and NodeMemory (bytes) are every online node's size; New
@@ -109,7 +111,14 @@ type Fake struct {
 	// Shell answers console commands before the built-in ones; handled
 	// false falls through to them.
 	Shell func(g *Guest, cmd string) (out string, code int, handled bool)
-	Now   func() time.Time
+	// Agents are the VMs whose guest agent answers (once running with
+	// agent set), with the interfaces it reports; AgentRun answers its
+	// exec (nil: exit 0, no output). MappingList holds the cluster's
+	// resource mappings by type (pci, usb).
+	Agents      map[int][]pve.GuestInterface
+	AgentRun    func(vmid int, argv []string) (out string, code int)
+	MappingList map[string][]pve.Mapping
+	Now         func() time.Time
 
 	mu        sync.Mutex
 	guests    map[int]*Guest
@@ -122,6 +131,7 @@ type Fake struct {
 	// store is the catalogue, what URLs serve and the files on storages
 	// (content.go).
 	store contentStore
+	execs map[int]pve.ExecStatus
 }
 
 type task struct {
@@ -165,7 +175,8 @@ func allPrivileges() map[string]bool {
 	out := map[string]bool{}
 	for _, p := range []string{"VM.Clone", "VM.Allocate", "VM.Audit", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network",
 		"VM.Config.Options", "VM.Config.Disk", "VM.PowerMgmt", "VM.Console", "VM.Backup", "Datastore.AllocateSpace", "Datastore.Audit",
-		"SDN.Use", "Sys.Audit", "Datastore.Allocate", "Datastore.AllocateTemplate", "Sys.AccessNetwork", "Sys.Modify"} {
+		"SDN.Use", "Sys.Audit", "Datastore.Allocate", "Datastore.AllocateTemplate", "Sys.AccessNetwork", "Sys.Modify",
+		"VM.Config.HWType", "VM.Config.Cloudinit", "VM.Monitor", "VM.GuestAgent.Audit", "VM.GuestAgent.Unrestricted", "Mapping.Use"} {
 		out[p] = true
 	}
 	return out
@@ -233,7 +244,8 @@ func (f *Fake) Mutations(since int) []string {
 	for _, c := range f.Calls()[since:] {
 		switch c.Method {
 		case "CloneGuest", "UpdateGuestConfig", "UpdateGuestConfigAsync", "StartGuest", "ShutdownGuest", "StopGuest",
-			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume":
+			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume",
+			"ResizeDisk", "AgentExec":
 			out = append(out, c.String())
 		}
 	}
@@ -327,6 +339,9 @@ func (f *Fake) Version(ctx context.Context) (pve.Version, error) {
 	defer f.mu.Unlock()
 	if err, _ := f.enter("Version", pve.GuestRef{}, ""); err != nil {
 		return pve.Version{}, err
+	}
+	if f.Release != "" {
+		return pve.Version{Release: f.Release, Version: f.Release + ".1", RepoID: "pvetest"}, nil
 	}
 	return pve.Version{Release: "9.1", Version: "9.1.1", RepoID: "pvetest"}, nil
 }
@@ -528,7 +543,7 @@ func (f *Fake) GuestInterfaces(ctx context.Context, g pve.GuestRef) ([]pve.Guest
 		return nil, notFound("GET", g, "/interfaces")
 	}
 	if g.Kind == pve.QEMU {
-		return nil, refused("GET", g, "/agent/network-get-interfaces", "QEMU guest agent is not running")
+		return f.agent("GET", g, "/agent/network-get-interfaces")
 	}
 	if got.Status != "running" {
 		return nil, refused("GET", g, "/interfaces", fmt.Sprintf("CT %d not running", g.VMID))
@@ -599,7 +614,9 @@ func (f *Fake) CloneGuest(ctx context.Context, source pve.GuestRef, o pve.CloneO
 		}
 		setKey(g.Config, name, o.Hostname)
 		setKey(g.Config, "description", o.Description)
-		if net0, ok := g.Config["net0"]; ok {
+		if net0, ok := g.Config["net0"]; ok && source.Kind == pve.QEMU {
+			g.Config["net0"] = withVMMAC(net0, o.NewID, "0")
+		} else if ok {
 			g.Config["net0"] = withField(net0, "hwaddr", fmt.Sprintf("BC:24:11:%02X:%02X:%02X", o.NewID>>16&0xff, o.NewID>>8&0xff, o.NewID&0xff))
 		}
 		if o.Full && o.Storage != "" {
@@ -703,11 +720,14 @@ func (f *Fake) ConvertToTemplate(ctx context.Context, g pve.GuestRef) (pve.Start
 	if got.Status == "running" {
 		return pve.Started{}, refused("POST", g, "/template", fmt.Sprintf("%s %d is running", g.Kind.Noun(), g.VMID))
 	}
-	got.Config["template"] = "1"
 	if g.Kind == pve.LXC {
+		got.Config["template"] = "1"
 		return pve.Started{}, after // PVE answers null for containers
 	}
-	upid, _ := f.startTask(g.Node, "qmtemplate", strconv.Itoa(g.VMID))
+	upid, ok := f.startTask(g.Node, "qmtemplate", strconv.Itoa(g.VMID))
+	if ok {
+		got.Config["template"] = "1"
+	}
 	return pve.Started{UPID: upid}, after
 }
 

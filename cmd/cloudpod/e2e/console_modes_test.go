@@ -216,15 +216,6 @@ func normalize(s string) string {
 	return s
 }
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	if buildOnce.bin != "" {
-		_ = os.RemoveAll(filepath.Dir(buildOnce.bin))
-	}
-	os.Exit(code)
-}
-
 var buildOnce struct {
 	sync.Once
 	bin string
