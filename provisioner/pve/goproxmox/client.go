@@ -270,14 +270,18 @@ func (c *Client) NetworkInterfaces(ctx context.Context, node string) ([]pve.Host
 
 func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	var raw []struct {
-		VMID     flexInt `json:"vmid"`
-		Type     string  `json:"type"`
-		Node     string  `json:"node"`
-		Name     string  `json:"name"`
-		Status   string  `json:"status"`
-		Template flexInt `json:"template"`
-		Lock     string  `json:"lock"`
-		Tags     string  `json:"tags"`
+		VMID     flexInt   `json:"vmid"`
+		Type     string    `json:"type"`
+		Node     string    `json:"node"`
+		Name     string    `json:"name"`
+		Status   string    `json:"status"`
+		Template flexInt   `json:"template"`
+		Lock     string    `json:"lock"`
+		Tags     string    `json:"tags"`
+		Uptime   flexInt64 `json:"uptime"`
+		MaxCPU   flexFloat `json:"maxcpu"`
+		MaxMem   flexInt64 `json:"maxmem"`
+		MaxDisk  flexInt64 `json:"maxdisk"`
 	}
 	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "vm"}, &raw); err != nil {
 		return nil, err
@@ -285,7 +289,8 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	out := make([]pve.Guest, 0, len(raw))
 	for _, g := range raw {
 		out = append(out, pve.Guest{VMID: int(g.VMID), Type: pve.GuestKind(g.Type), Node: g.Node, Name: g.Name, Status: g.Status,
-			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags})
+			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags, Uptime: time.Duration(g.Uptime) * time.Second,
+			MaxCPU: float64(g.MaxCPU), MaxMem: int64(g.MaxMem), MaxDisk: int64(g.MaxDisk)})
 	}
 	return out, nil
 }
@@ -386,6 +391,24 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 }
 
 type flexInt64 int64
+
+// flexFloat decodes PVE's numbers that may have a fraction (a CT's
+// cpulimit as maxcpu), as numbers or strings.
+type flexFloat float64
+
+func (f *flexFloat) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*f = 0
+		return nil
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("not a number: %s", b)
+	}
+	*f = flexFloat(x)
+	return nil
+}
 
 func (f *flexInt64) UnmarshalJSON(b []byte) error {
 	s := strings.Trim(string(b), `"`)
