@@ -404,10 +404,22 @@ func TestFaultMatrix(t *testing.T) {
 		}
 		return
 	}
-	if t.Failed() {
-		return
+	if t.Failed() || !matrixComplete(results) {
+		return // a failed or skipped cell (-short) found nothing to compare
 	}
 	checkMatrixPublished(t, table, doc, filepath.Join("..", "README.md"))
+}
+
+// matrixComplete says whether every cell ran to an outcome.
+func matrixComplete(results [][]cellResult) bool {
+	for _, row := range results {
+		for _, c := range row {
+			if c.outcome == "" {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checkMatrixPublished fails when the table in docs/fault-matrix.md or
