@@ -48,6 +48,9 @@ type viewGuest struct {
 	// VMID (owned).
 	marker Marker
 	owned  bool
+	// unknown: its node could not be reached, so cfg is what an earlier
+	// look read, or nothing.
+	unknown bool
 }
 
 func newClusterView(api pve.API) *clusterView {
@@ -69,8 +72,13 @@ func (v *clusterView) refresh(ctx context.Context) error {
 		return err
 	}
 	next := make(map[int]*viewGuest, len(list))
+	down := map[string]bool{} // nodes found unreachable: their guests are listed, not read (locate.go)
 	for _, g := range list {
 		if !g.Type.Valid() {
+			continue
+		}
+		if down[g.Node] {
+			next[g.VMID] = unreadable(v.guests[g.VMID], g)
 			continue
 		}
 		if old, ok := v.guests[g.VMID]; ok && !old.mayChange(g) {
@@ -81,6 +89,11 @@ func (v *clusterView) refresh(ctx context.Context) error {
 		cfg, err := v.api.GuestConfig(ctx, g.Ref())
 		if errors.Is(err, pve.ErrNotFound) {
 			continue // removed since the listing
+		}
+		if errors.Is(err, pve.ErrNodeUnreachable) {
+			down[g.Node] = true
+			next[g.VMID] = unreadable(v.guests[g.VMID], g)
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("config of %s %d: %w", g.Type, g.VMID, err)
@@ -134,7 +147,7 @@ func (v *clusterView) named(hostname string, self int) []*viewGuest {
 func (v *clusterView) ipamGuests() []ipam.Guest {
 	out := []ipam.Guest{}
 	for _, g := range v.sorted() {
-		ig := ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: string(g.Type), Addrs: g.addrs}
+		ig := ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: string(g.Type), Addrs: g.addrs, Unknown: g.unknown}
 		if g.owned {
 			ig.Owner, ig.Tenant = LeaseOwner(g.marker.Tenant, g.marker.Hostname), g.marker.Tenant
 		}

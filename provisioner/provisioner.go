@@ -53,6 +53,10 @@ type Provisioner struct {
 	mu         sync.Mutex
 	cloneLocks map[string]chan struct{} // node/template → serializes clones of one source
 	durations  taskDurations
+	// placed are the pods --node auto placed whose creates run (guarded
+	// by mu); placeMu makes one placement at a time (placement.go).
+	placed  placements
+	placeMu sync.Mutex
 }
 
 // New wires a Provisioner.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -267,14 +268,17 @@ func (c *Client) NetworkInterfaces(ctx context.Context, node string) ([]pve.Host
 
 func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	var raw []struct {
-		VMID     flexInt `json:"vmid"`
-		Type     string  `json:"type"`
-		Node     string  `json:"node"`
-		Name     string  `json:"name"`
-		Status   string  `json:"status"`
-		Template flexInt `json:"template"`
-		Lock     string  `json:"lock"`
-		Tags     string  `json:"tags"`
+		VMID     flexInt   `json:"vmid"`
+		Type     string    `json:"type"`
+		Node     string    `json:"node"`
+		Name     string    `json:"name"`
+		Status   string    `json:"status"`
+		Template flexInt   `json:"template"`
+		Lock     string    `json:"lock"`
+		Tags     string    `json:"tags"`
+		MaxMem   flexInt64 `json:"maxmem"`
+		Mem      flexInt64 `json:"mem"`
+		MaxCPU   flexInt   `json:"maxcpu"`
 	}
 	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "vm"}, &raw); err != nil {
 		return nil, err
@@ -282,8 +286,28 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	out := make([]pve.Guest, 0, len(raw))
 	for _, g := range raw {
 		out = append(out, pve.Guest{VMID: int(g.VMID), Type: pve.GuestKind(g.Type), Node: g.Node, Name: g.Name, Status: g.Status,
-			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags})
+			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags, MaxMem: int64(g.MaxMem), Mem: int64(g.Mem), MaxCPU: int(g.MaxCPU)})
 	}
+	return out, nil
+}
+
+func (c *Client) Nodes(ctx context.Context) ([]pve.Node, error) {
+	var raw []struct {
+		Node   string    `json:"node"`
+		Status string    `json:"status"`
+		CPU    float64   `json:"cpu"`
+		MaxCPU flexInt   `json:"maxcpu"`
+		Mem    flexInt64 `json:"mem"`
+		MaxMem flexInt64 `json:"maxmem"`
+	}
+	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "node"}, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.Node, 0, len(raw))
+	for _, n := range raw {
+		out = append(out, pve.Node{Name: n.Node, Status: n.Status, CPU: n.CPU, MaxCPU: int(n.MaxCPU), Mem: int64(n.Mem), MaxMem: int64(n.MaxMem)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
