@@ -208,3 +208,33 @@ func TestClusterDoneWhen(t *testing.T) {
 		t.Errorf("create --node pve2 (offline): exit %d, %s", code, errs)
 	}
 }
+
+// TestReadmeClusterExamples runs README's cluster examples in order on a
+// 3-node simulator with the template on shared storage; each must exit 0,
+// and the batch spread over the nodes.
+func TestReadmeClusterExamples(t *testing.T) {
+	examples := readmeExamples(t, "## Clusters", "### Makespan on three nodes")
+	if len(examples) != 6 {
+		t.Fatalf("%d examples, want 6: %q", len(examples), examples)
+	}
+	c := startCLIWith(t, func(cfg *pvesim.Config) {
+		cfg.Nodes = []pvesim.NodeSpec{{Name: "pve"}, {Name: "pve2"}, {Name: "pve3"}}
+	})
+	for _, ex := range examples {
+		args := strings.Fields(strings.TrimPrefix(ex, "cloudpod "))
+		if code, out, errs := c.run(t, "", args...); code != exitOK {
+			t.Fatalf("%s: exit %d\n%s%s", ex, code, lastLines(out, 10), errs)
+		}
+	}
+	code, out, _ := c.run(t, "", "list", "--output", "json")
+	perNode := map[string]int{}
+	for _, p := range jsonLines[provisioner.Pod](t, out) {
+		perNode[p.Node]++
+	}
+	if code != exitOK || perNode["pve"] != 3 || perNode["pve2"] != 3 || perNode["pve3"] != 3 {
+		t.Errorf("after the examples: pods per node %v, want 3 each", perNode)
+	}
+	if _, ok := c.sim.Guest(9120); ok {
+		t.Error("CT 9120 outlived the example's destroy")
+	}
+}
