@@ -273,7 +273,7 @@ func (p *Provisioner) checkBridges(ctx context.Context, node string, bridges map
 	have := map[string]bool{}
 	var names []string
 	for _, i := range ifs {
-		if i.Type == "bridge" || i.Type == "OVSBridge" {
+		if isBridge(i) {
 			have[i.Name] = true
 			names = append(names, i.Name)
 		}

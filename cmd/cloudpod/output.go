@@ -128,8 +128,11 @@ func podLabel(kind pve.GuestKind, vmid int, name string) string {
 	return "CT ?"
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+func isTerminal(w io.Writer) bool { return isTerminalFile(w) }
+
+// isTerminalFile: v (a stream) is a terminal.
+func isTerminalFile(v any) bool {
+	f, ok := v.(*os.File)
 	if !ok {
 		return false
 	}

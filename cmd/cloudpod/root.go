@@ -234,6 +234,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 	root.AddCommand(newOpenWrtCommand(g))
 	root.AddCommand(newVMCommand(g))
 	root.AddCommand(newImageCommand(g))
+	root.AddCommand(newNewCommand(g))
 	return root
 }
 

@@ -28,9 +28,19 @@ type terminal struct {
 
 func runOnTerminal(t *testing.T, bin string, args ...string) *terminal {
 	t.Helper()
+	return runOnTerminalWith(t, &pty.Winsize{Cols: 160, Rows: 40}, nil, bin, args...)
+}
+
+// cursorQuery is a device status report asking the cursor's position
+// (DSR 6).
+const cursorQuery = "\x1b[6n"
+
+// runOnTerminalWith runs bin on a terminal of size with env added.
+func runOnTerminalWith(t *testing.T, size *pty.Winsize, env []string, bin string, args ...string) *terminal {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TERM=xterm", "HOME=" + t.TempDir()}
-	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 160, Rows: 40})
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "TERM=xterm", "HOME=" + t.TempDir()}, env...)
+	ptmx, err := pty.StartWithSize(cmd, size)
 	if err != nil {
 		t.Skipf("no pty: %v", err)
 	}
@@ -42,6 +52,13 @@ func runOnTerminal(t *testing.T, bin string, args ...string) *terminal {
 			term.mu.Lock()
 			term.out.Write(buf[:n])
 			term.mu.Unlock()
+			if bytes.Contains(buf[:n], []byte(cursorQuery)) {
+				// As every terminal does: answer where the cursor is.
+				// Bubble Tea asks at start (after OSC 11, which many
+				// terminals leave unanswered), and waits 5 s for an
+				// answer that never comes.
+				_, _ = ptmx.Write([]byte("\x1b[1;1R"))
+			}
 			if err != nil {
 				break
 			}

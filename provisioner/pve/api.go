@@ -170,6 +170,10 @@ type NodeStatus struct {
 	// most. Zero when PVE did not say (an offline node).
 	CPUs   int
 	Memory int64
+	// CPULoad (0..1) and MemoryUsed are how busy the node is now (cpu,
+	// memory.used).
+	CPULoad    float64
+	MemoryUsed int64
 }
 
 type Storage struct {

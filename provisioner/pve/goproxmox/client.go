@@ -213,13 +213,16 @@ func (c *Client) NodeStatus(ctx context.Context, node string) (pve.NodeStatus, e
 					} `json:"cpuinfo"`
 					Memory struct {
 						Total flexInt64 `json:"total"`
+						Used  flexInt64 `json:"used"`
 					} `json:"memory"`
+					CPU float64 `json:"cpu"`
 				}
 				if err := c.call(ctx, "GET", "/nodes/"+url.PathEscape(node)+"/status", nil, &detail); err != nil {
 					return st, err
 				}
 				st.PVEVersion = detail.PVEVersion
 				st.CPUs, st.Memory = int(detail.CPUInfo.CPUs), int64(detail.Memory.Total)
+				st.CPULoad, st.MemoryUsed = detail.CPU, int64(detail.Memory.Used)
 			}
 			return st, nil
 		}
