@@ -3,6 +3,7 @@ package provisioner
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 )
@@ -64,7 +65,11 @@ func (p *Provisioner) Reserve(ctx context.Context, hostname, tenant string) (int
 	if p.opts.Addresses == nil {
 		return 0, netip.Addr{}, problemf(ErrInvalidSpec, "no IPAM is configured to pick a VMID and address for %s: give both", hostname)
 	}
-	l, err := p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: LeaseOwner(tenant, hostname)})
+	v := p.newView()
+	if err := v.look(ctx, look{since: time.Now(), onDemand: p.opts.Inventory.AddressesFromSDN}); err != nil {
+		return 0, netip.Addr{}, apiProblem("read the cluster's guests", err)
+	}
+	l, err := p.opts.Addresses.Reserve(ctx, AddressRequest{Hostname: hostname, Tenant: tenant, Owner: LeaseOwner(tenant, hostname), Guests: v.ipamGuests()})
 	if err != nil {
 		return 0, netip.Addr{}, err
 	}

@@ -57,7 +57,7 @@ func (r *createRun) claim(ctx context.Context) error {
 // and hostname alone, not done while it waits for a rival or after it moved
 // to another address.
 func (r *createRun) claimOnce(ctx context.Context, c *claimState) (bool, error) {
-	if err := r.view.refresh(ctx); err != nil {
+	if err := r.view.look(ctx, r.looking(time.Now(), false)); err != nil {
 		return false, apiProblem("read the cluster's guests", err)
 	}
 	self := r.view.get(r.spec.VMID)

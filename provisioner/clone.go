@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/migrahosting/cloudpods/provisioner/flow"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
@@ -114,7 +115,7 @@ func (r *createRun) reserveAgain(ctx context.Context, newVMID bool) error {
 		return fmt.Errorf("IPAM: give back %s and VMID %d: %w", r.lease.IP, r.lease.VMID, err)
 	}
 	r.lease = nil
-	if err := r.view.refresh(ctx); err != nil {
+	if err := r.view.look(ctx, r.looking(time.Now(), false)); err != nil {
 		return apiProblem("read the cluster's guests", err)
 	}
 	req := r.addressRequest()

@@ -119,6 +119,12 @@ type createRun struct {
 	existing *pve.Config
 	// view is the cluster as preflight read it; reserve and claim refresh it.
 	view *clusterView
+	// started is when the create began: preflight's look at the cluster may
+	// share a listing begun since (a batch's pods share one).
+	started time.Time
+	// dryRun: Plan runs the read-only steps; nothing will be claimed after
+	// them, so preflight reads the cluster in full.
+	dryRun bool
 	// autoVMID and autoIP: the request left them to IPAM, so a VMID or an
 	// address another controller took meanwhile is replaced, not refused.
 	autoVMID, autoIP bool
@@ -144,14 +150,13 @@ type createRun struct {
 	// ctNode is where the CT is while the route moves it (its clone's
 	// node until it reaches spec.Node); "" is spec.Node.
 	ctNode string
-	dryRun bool
 }
 
 func (p *Provisioner) newCreateRun(req CreateRequest, runID string) *createRun {
 	if req.Services == nil {
 		req.Services = DefaultServices
 	}
-	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID, autoVMID: req.Spec.VMID == 0, autoIP: !req.Spec.IP.IsValid()}
+	r := &createRun{p: p, req: req, spec: req.Spec, runID: runID, autoVMID: req.Spec.VMID == 0, autoIP: !req.Spec.IP.IsValid(), started: time.Now()}
 	r.res = CreateResult{VMID: r.spec.VMID, Hostname: r.spec.Hostname, Node: r.spec.Node}
 	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Name: r.spec.Hostname, Reporter: req.Reporter, Stop: req.Stop,
 		// The rollback may wait for this run's tasks, then remove the CT.

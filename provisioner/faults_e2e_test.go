@@ -397,9 +397,46 @@ func TestFaultMatrix(t *testing.T) {
 	wg.Wait()
 	table := matrixMarkdown(faults, results)
 	t.Log("\n" + table)
+	doc := filepath.Join("..", "docs", "fault-matrix.md")
 	if *update {
-		if err := os.WriteFile(filepath.Join("..", "docs", "fault-matrix.md"), []byte(table), 0o644); err != nil {
+		if err := os.WriteFile(doc, []byte(table), 0o644); err != nil {
 			t.Fatal(err)
+		}
+		return
+	}
+	if t.Failed() || !matrixComplete(results) {
+		return // a failed or skipped cell (-short) found nothing to compare
+	}
+	checkMatrixPublished(t, table, doc, filepath.Join("..", "README.md"))
+}
+
+// matrixComplete says whether every cell ran to an outcome.
+func matrixComplete(results [][]cellResult) bool {
+	for _, row := range results {
+		for _, c := range row {
+			if c.outcome == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkMatrixPublished fails when the table in docs/fault-matrix.md or
+// README's copy of it says other than this run found: both are claims this
+// test holds. Only the table rows are compared; the per-cell details carry
+// retry delays and ports that differ from run to run.
+func checkMatrixPublished(t *testing.T, table string, files ...string) {
+	t.Helper()
+	for _, file := range files {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(table, "\n") {
+			if strings.HasPrefix(line, "| ") && !strings.Contains(string(text), line+"\n") {
+				t.Errorf("%s lacks this run's fault-matrix row %q; rewrite docs/fault-matrix.md with -update and copy its table to README", file, line)
+			}
 		}
 	}
 }

@@ -2,11 +2,11 @@ package provisioner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner/pve"
@@ -14,28 +14,28 @@ import (
 
 // Inventory is PVE's view of the addresses and VMIDs in use, for IPAM: every
 // guest in the cluster and the static IPv4 addresses its config sets (CT
-// netN ip=, VM ipconfigN ip=), with the owner its marker names.
+// netN ip=, VM ipconfigN ip=), with the owner its marker names. A command
+// that only asks IPAM (ip next, ip sync) reads it once; the flows hand IPAM
+// the provisioner's shared inventory instead (AddressRequest.Guests).
 type Inventory struct{ API pve.API }
 
 var _ ipam.Inventory = Inventory{}
 
 // Used reads cluster/resources, then each guest's config.
 func (inv Inventory) Used(ctx context.Context) ([]ipam.Guest, error) {
-	v := newClusterView(inv.API)
+	v := &clusterView{inv: newGuestInventory(inv.API, InventoryOptions{})}
 	if err := v.refresh(ctx); err != nil {
 		return nil, err
 	}
 	return v.ipamGuests(), nil
 }
 
-// clusterView is what a create knows of the cluster's guests: PVE's
-// listing (cluster/resources) and each guest's config as last read. It is
-// the one way the flows read the cluster's inventory (preflight, reserve,
-// claim, IPAM's Inventory), so a shared or cached inventory can take its
-// place; refresh must then still read what may have changed since the
-// last look (claim.go depends on it).
+// clusterView is what one create knows of the cluster's guests: a snapshot
+// of the provisioner's shared inventory (guestInventory), taken by each
+// look. It is the one way the flows read the cluster's inventory
+// (preflight, reserve, claim, IPAM's Inventory).
 type clusterView struct {
-	api    pve.API
+	inv    *guestInventory
 	guests map[int]*viewGuest
 }
 
@@ -48,63 +48,32 @@ type viewGuest struct {
 	// VMID (owned).
 	marker Marker
 	owned  bool
+	// unread: a partial look did not wait for this guest's config, so
+	// its addresses and marker are not known yet.
+	unread bool
 	// unknown: its node could not be reached, so cfg is what an earlier
-	// look read, or nothing.
+	// read knew, or nothing.
 	unknown bool
 }
 
-func newClusterView(api pve.API) *clusterView {
-	return &clusterView{api: api, guests: map[int]*viewGuest{}}
+// newView is a view of the cluster through the provisioner's inventory.
+func (p *Provisioner) newView() *clusterView { return &clusterView{inv: p.inventory} }
+
+// refresh takes a complete look: a listing begun now, every guest's config
+// (read before unless the listing shows the guest changed, its read is
+// older than the inventory's MaxAge, or it may be in the making: those are
+// read again now).
+func (v *clusterView) refresh(ctx context.Context) error {
+	return v.look(ctx, look{since: time.Now()})
 }
 
-// newView is the inventory a create reads PVE through.
-func (p *Provisioner) newView() *clusterView { return newClusterView(p.api) }
-
-// refresh reads the listing again and the config of every guest that is
-// new to the view or may be in the making: one whose status or name
-// changed, one locked now or at the last look (a clone in progress has no
-// marker yet), and a pod of cloudpods whose marker said provisioning (it
-// writes its address while stopped). Any other guest keeps the config read
-// before; the first refresh reads every config.
-func (v *clusterView) refresh(ctx context.Context) error {
-	list, err := v.api.Guests(ctx)
+// look takes the snapshot lk asks for.
+func (v *clusterView) look(ctx context.Context, lk look) error {
+	guests, err := v.inv.look(ctx, lk)
 	if err != nil {
 		return err
 	}
-	next := make(map[int]*viewGuest, len(list))
-	down := map[string]bool{} // nodes found unreachable: their guests are listed, not read (locate.go)
-	for _, g := range list {
-		if !g.Type.Valid() {
-			continue
-		}
-		if down[g.Node] {
-			next[g.VMID] = unreadable(v.guests[g.VMID], g)
-			continue
-		}
-		if old, ok := v.guests[g.VMID]; ok && !old.mayChange(g) {
-			old.Guest = g
-			next[g.VMID] = old
-			continue
-		}
-		cfg, err := v.api.GuestConfig(ctx, g.Ref())
-		if errors.Is(err, pve.ErrNotFound) {
-			continue // removed since the listing
-		}
-		if errors.Is(err, pve.ErrNodeUnreachable) {
-			down[g.Node] = true
-			next[g.VMID] = unreadable(v.guests[g.VMID], g)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("config of %s %d: %w", g.Type, g.VMID, err)
-		}
-		vg := &viewGuest{Guest: g, cfg: cfg, addrs: ipam.ConfigAddrs(cfg.Values)}
-		if m, ok := ParseMarker(cfg.Get("description")); ok && m.Owns(g.VMID) {
-			vg.marker, vg.owned = m, true
-		}
-		next[g.VMID] = vg
-	}
-	v.guests = next
+	v.guests = guests
 	return nil
 }
 
@@ -156,13 +125,6 @@ func (v *clusterView) ipamGuests() []ipam.Guest {
 	return out
 }
 
-// mayChange says whether the guest, as the listing shows it now, may hold
-// another config than the one last read.
-func (g *viewGuest) mayChange(now pve.Guest) bool {
-	return now.Type != g.Type || now.Name != g.Name || now.Status != g.Status || now.Lock != "" || g.Lock != "" ||
-		g.cfg.Get("lock") != "" || (g.owned && g.marker.State == "provisioning")
-}
-
 func (g *viewGuest) has(ip netip.Addr) bool {
 	for _, a := range g.addrs {
 		if a == ip {
@@ -179,10 +141,27 @@ func (g *viewGuest) settled() bool {
 	return g.Status == "running" || !g.owned || g.marker.State != "provisioning"
 }
 
+// inMaking says whether the guest, as last read, may be a guest in the
+// making: locked (a clone in progress has no marker yet), or a pod of
+// cloudpods whose marker says provisioning (it writes its address while
+// stopped).
+func (g *viewGuest) inMaking() bool {
+	return g.cfg.Get("lock") != "" || (g.owned && g.marker.State == "provisioning")
+}
+
 func (g *viewGuest) String() string {
 	s := fmt.Sprintf("%s %d", g.Type.Noun(), g.VMID)
 	if g.Name != "" {
 		s += " (" + g.Name + ")"
 	}
 	return s
+}
+
+// readGuest is a guest's config as the view holds it.
+func readGuest(g pve.Guest, cfg pve.Config) *viewGuest {
+	vg := &viewGuest{Guest: g, cfg: cfg, addrs: ipam.ConfigAddrs(cfg.Values)}
+	if m, ok := ParseMarker(cfg.Get("description")); ok && m.Owns(g.VMID) {
+		vg.marker, vg.owned = m, true
+	}
+	return vg
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -208,7 +209,7 @@ func (pl *placer) committed(node string) (mem int64, cores int) {
 		}
 		if g.Status == "running" || (g.Lock != "" && !ours[g.Name]) {
 			mem += g.MaxMem
-			cores += g.MaxCPU
+			cores += int(math.Ceil(g.MaxCPU))
 		}
 	}
 	for _, p := range pl.inflight {

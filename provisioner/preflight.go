@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/migrahosting/cloudpods/netcfg"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
@@ -144,7 +145,7 @@ func (r *createRun) checkNode(ctx context.Context) error {
 // the view), checks the template and finds the pod an earlier run made.
 func (r *createRun) readCluster(ctx context.Context) error {
 	r.view = r.p.newView()
-	if err := r.view.refresh(ctx); err != nil {
+	if err := r.view.look(ctx, r.preflightLook()); err != nil {
 		return apiProblem("read the cluster's guests", err)
 	}
 	if err := r.checkTemplate(); err != nil {
@@ -161,6 +162,32 @@ func (r *createRun) readCluster(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// preflightLook is how much of the cluster preflight waits for. An
+// address the request names is checked against every guest's config here,
+// so a taken one is refused before anything is made. An address left to
+// IPAM is picked from the configs read so far while the rest are read in
+// the background: the first clone of a batch need not wait for a thousand
+// reads, and claim checks the pod's address against every guest's config
+// before the pod starts (losing it to a guest read late moves the pod to
+// the next free address).
+func (r *createRun) preflightLook() look {
+	return r.looking(r.started, r.autoIP && !r.dryRun)
+}
+
+// looking is a look at the cluster for this create, begun after since:
+// waiting for every guest's config, or (partial) only for what the
+// create's checks read: the templates, the guest at the VMID and the guests
+// of the hostname. Where SDN IPAM answers the address question
+// (InventoryOptions.AddressesFromSDN), only those are read at all.
+func (r *createRun) looking(since time.Time, partial bool) look {
+	s := r.spec
+	return look{since: since, partial: partial, onDemand: r.p.opts.Inventory.AddressesFromSDN, need: func(g pve.Guest) bool {
+		// Templates too: placement reads the markers of the template's
+		// copies on other nodes (templatecopy.go).
+		return g.VMID == s.Template || g.Template || (s.VMID != 0 && g.VMID == s.VMID) || strings.EqualFold(g.Name, s.Hostname)
+	}}
 }
 
 // apiProblem is a failure to ask PVE: one that is about talking to PVE at

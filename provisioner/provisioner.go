@@ -32,6 +32,9 @@ type Options struct {
 	// Addresses, when set, records IPs and VMIDs in IPAM (reserve before the
 	// clone, assign when verified, release on rollback and destroy).
 	Addresses Addresses
+	// Inventory tunes the inventory of the cluster's guests that every
+	// flow of this provisioner shares (inventory_cache.go).
+	Inventory InventoryOptions
 	// ClaimWait bounds how long create's claim waits for another pod in
 	// the making that wrote the same address to give it up or start
 	// (claim.go); after it, this pod gives the address up.
@@ -52,7 +55,10 @@ type Provisioner struct {
 
 	mu         sync.Mutex
 	cloneLocks map[string]chan struct{} // node/template → serializes clones of one source
-	durations  taskDurations
+	taskTimes  taskTimes
+	// inventory is the cluster's guests as this process knows them, shared
+	// by every create of a batch and every job of the service.
+	inventory *guestInventory
 	// placed are the pods --node auto placed whose creates run (guarded
 	// by mu); placeMu makes one placement at a time (placement.go).
 	placed  placements
@@ -93,7 +99,8 @@ func New(api pve.API, opts Options) *Provisioner {
 		opts.Rand = rand.Reader
 	}
 	opts.Wait.Timeout = opts.TaskTimeout
-	return &Provisioner{api: api, opts: opts, log: opts.Logger, cloneLocks: map[string]chan struct{}{}}
+	return &Provisioner{api: api, opts: opts, log: opts.Logger, cloneLocks: map[string]chan struct{}{},
+		inventory: newGuestInventory(api, opts.Inventory)}
 }
 
 type discardWriter struct{}
@@ -120,16 +127,13 @@ func (p *Provisioner) lockClone(ctx context.Context, node string, template int) 
 	}
 }
 
+// wait waits for a task, polling around the end its kind is expected at
+// (taskstats.go), and learns from what it saw.
 func (p *Provisioner) wait(ctx context.Context, node, upid string) (pve.TaskStatus, error) {
-	key := taskKey(node, upid)
 	opts := p.opts.Wait
-	opts.Expect = p.durations.expect(key)
-	start := time.Now()
-	st, err := pve.WaitTask(ctx, p.api, node, upid, opts)
-	if err == nil {
-		p.durations.observe(key, time.Since(start))
-	}
-	return st, err
+	opts.Expect = p.taskTimes.expect(ctx, p.api, node, upid)
+	opts.Observe = func(o pve.TaskObservation) { p.taskTimes.observe(node, upid, o) }
+	return pve.WaitTask(ctx, p.api, node, upid, opts)
 }
 
 func (p *Provisioner) randomHex(n int) string {

@@ -142,7 +142,7 @@ func runReplay(t *testing.T, tc replayCase) {
 	if mode != recorder.ModeRecordOnly {
 		// The recording holds the polls PVE answered "running" to; replay
 		// walks through them without waiting.
-		opts.Wait = pve.WaitOptions{MinInterval: time.Nanosecond, MaxInterval: time.Nanosecond}
+		opts.Wait = pve.WaitOptions{Clock: pve.NoSleep{}}
 	}
 	prov := simtest.Provisioner(api, opts)
 	start := time.Now()

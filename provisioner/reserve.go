@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner/flow"
@@ -38,6 +39,11 @@ func (r *createRun) addressRequest() AddressRequest {
 func (r *createRun) reserve(ctx context.Context) error {
 	if r.existing != nil {
 		return r.adoptLease(ctx)
+	}
+	// What has been read of the cluster since preflight, at no cost: the
+	// listing preflight took, the configs read meanwhile.
+	if err := r.view.look(ctx, r.looking(time.Time{}, true)); err != nil {
+		return apiProblem("read the cluster's guests", err)
 	}
 	lease, err := r.p.opts.Addresses.Reserve(ctx, r.addressRequest())
 	if err != nil {

@@ -151,6 +151,19 @@ func cleanOutput(b []byte) string {
 	return strings.TrimSuffix(s, "\n")
 }
 
+// commandFailed describes a console command that failed: with the
+// transport's error wrapped when there is one, else with the command's exit
+// code and output alone (a plain non-zero exit has no error to wrap).
+func commandFailed(what, out string, code int, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if out = strings.TrimSpace(out); out != "" {
+		return fmt.Errorf("%s: %s (exit %d)", what, out, code)
+	}
+	return fmt.Errorf("%s: exit %d", what, code)
+}
+
 // writeFile puts content at path with mode, atomically (temp + rename), and
 // checks the result by its SHA-256. Content travels base64-encoded in
 // chunks, so nothing of it is ever interpreted by the shell.
@@ -161,23 +174,23 @@ func (s *shell) writeFile(ctx context.Context, path string, content []byte, mode
 	tmp := path + ".cloudpods-tmp"
 	enc := base64.StdEncoding.EncodeToString(content)
 	if _, code, err := s.run(ctx, "umask 077; : > "+tmp+".b64"); err != nil || code != 0 {
-		return fmt.Errorf("write %s: cannot create temp file (exit %d): %w", path, code, err)
+		return commandFailed("write "+path+": cannot create temp file", "", code, err)
 	}
 	const chunk = 2048
 	for i := 0; i < len(enc); i += chunk {
 		part := enc[i:min(i+chunk, len(enc))]
 		if out, code, err := s.run(ctx, "printf '%s' '"+part+"' >> "+tmp+".b64"); err != nil || code != 0 {
-			return fmt.Errorf("write %s: %s (exit %d): %w", path, out, code, err)
+			return commandFailed("write "+path, out, code, err)
 		}
 	}
 	cmd := "base64 -d " + tmp + ".b64 > " + tmp + " && chmod " + mode + " " + tmp + " && mv " + tmp + " " + path + "; rc=$?; rm -f " + tmp + ".b64; test $rc -eq 0"
 	if out, code, err := s.run(ctx, cmd); err != nil || code != 0 {
-		return fmt.Errorf("write %s: %s (exit %d): %w", path, out, code, err)
+		return commandFailed("write "+path, out, code, err)
 	}
 	sum := sha256.Sum256(content)
 	out, code, err := s.run(ctx, "sha256sum "+path)
 	if err != nil || code != 0 {
-		return fmt.Errorf("verify %s: %s (exit %d): %w", path, out, code, err)
+		return commandFailed("verify "+path, out, code, err)
 	}
 	if !strings.HasPrefix(strings.TrimSpace(out), hex.EncodeToString(sum[:])) {
 		return fmt.Errorf("verify %s: content differs after write (%q)", path, out)

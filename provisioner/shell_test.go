@@ -124,3 +124,30 @@ func TestShellHandshakeGivesUp(t *testing.T) {
 		t.Fatalf("run = %v, want the console lost", err)
 	}
 }
+
+func TestCommandFailedSaysWhatFailed(t *testing.T) {
+	lost := errors.New("console closed")
+	for _, tc := range []struct {
+		name, out string
+		code      int
+		err       error
+		want      string
+	}{
+		{"exit with output", "mv: cannot move\n", 1, nil, "write /etc/x: mv: cannot move (exit 1)"},
+		{"exit without output", "", 2, nil, "write /etc/x: exit 2"},
+		{"transport error", "", -1, lost, "write /etc/x: console closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := commandFailed("write /etc/x", tc.out, tc.code, tc.err)
+			if got.Error() != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+			if strings.Contains(got.Error(), "%!") {
+				t.Fatalf("formatting verb leaked: %q", got)
+			}
+			if tc.err != nil && !errors.Is(got, tc.err) {
+				t.Fatalf("%q does not wrap %v", got, tc.err)
+			}
+		})
+	}
+}

@@ -38,13 +38,16 @@ type globalOptions struct {
 	insecure    bool
 	httpTimeout time.Duration
 	taskTimeout time.Duration
-	consoleUser string
-	consolePass string
-	output      string
-	auditLog    string
-	requester   string
-	logLevel    string
-	ipam        ipamOptions
+	// inventoryMaxAge bounds how long a guest's config read once is
+	// trusted while PVE's listing shows nothing changed about the guest.
+	inventoryMaxAge time.Duration
+	consoleUser     string
+	consolePass     string
+	output          string
+	auditLog        string
+	requester       string
+	logLevel        string
+	ipam            ipamOptions
 	// observe, when set, sees every PVE request attempt (serve's metrics).
 	observe func(method, path string, status int, err error)
 
@@ -64,6 +67,7 @@ func (g *globalOptions) bind(fs *pflag.FlagSet) {
 	fs.BoolVar(&g.insecure, "insecure", false, "do not verify PVE's certificate (warns; prefer --fingerprint)")
 	fs.DurationVar(&g.httpTimeout, "http-timeout", 30*time.Second, "timeout of one API request (PVE's own proxy gives up after 30s)")
 	fs.DurationVar(&g.taskTimeout, "task-timeout", 30*time.Minute, "timeout of one PVE task such as a clone (slow ZFS copies take minutes)")
+	fs.DurationVar(&g.inventoryMaxAge, "inventory-max-age", provisioner.DefaultInventoryMaxAge, "a long-running process (a batch, serve) reads a guest's config again after this long even when PVE's listing shows no change: how long an address set by hand on an existing guest may go unseen")
 	fs.StringVar(&g.consoleUser, "console-user", "", "PVE user (not a token) for the console, for PVE releases whose termproxy refuses tokens (env PVE_CONSOLE_USER)")
 	fs.StringVar(&g.consolePass, "console-password-file", "", "file holding --console-user's password (env PVE_CONSOLE_PASSWORD_FILE)")
 	fs.StringVarP(&g.output, "output", "o", "text", "text or json (JSON lines: one event per step, then the result)")
@@ -207,7 +211,8 @@ func (g *globalOptions) provisioner(api pve.API, spec provisioner.Spec, log logr
 	if g.auditLog != "" {
 		audit = &provisioner.AuditLog{Path: g.auditLog, Requester: g.requester, TokenID: g.tokenID}
 	}
-	opts := provisioner.Options{TaskTimeout: g.taskTimeout, Audit: audit, Logger: log}
+	opts := provisioner.Options{TaskTimeout: g.taskTimeout, Audit: audit, Logger: log,
+		Inventory: provisioner.InventoryOptions{MaxAge: g.inventoryMaxAge, AddressesFromSDN: g.ipam.backend == "pve-sdn"}}
 	alloc, err := g.ipam.allocator(g, api, spec, log)
 	if err != nil {
 		return nil, err

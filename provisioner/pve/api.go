@@ -85,9 +85,11 @@ type API interface {
 	DeleteVolume(ctx context.Context, node, volid string) (string, error)
 
 	TaskStatus(ctx context.Context, node, upid string) (TaskStatus, error)
-	// Tasks lists node's tasks that f selects, running ones included,
-	// newest first (GET /nodes/{node}/tasks with source=all): how a call
-	// whose answer was lost finds the task it started.
+	// Tasks lists node's tasks that f selects, newest first (GET
+	// /nodes/{node}/tasks): with running ones (source=all), how a call
+	// whose answer was lost finds the task it started; finished ones only
+	// (f.Finished, source=archive), with their end times, how long tasks
+	// of a type take on the node.
 	Tasks(ctx context.Context, node string, f TaskFilter) ([]TaskStatus, error)
 	// TaskLog reads lines from start; limit 0 reads to the end.
 	TaskLog(ctx context.Context, node, upid string, start, limit int) ([]string, error)
@@ -194,7 +196,10 @@ type HostInterface struct {
 	Active bool
 }
 
-// Guest is one row of cluster/resources.
+// Guest is one row of cluster/resources. Type and Node come from the
+// cluster's VM list, Lock and Tags from the guest's config file as it is
+// now; Name, Status, Template, Uptime and the Max* figures from the status
+// daemon's last report (pvestatd, every 10 s or so).
 type Guest struct {
 	VMID     int
 	Type     GuestKind
@@ -204,10 +209,13 @@ type Guest struct {
 	Template bool
 	Lock     string
 	Tags     string
-	// MaxMem (bytes) and MaxCPU are what the guest may use (its memory
-	// and cores); zero where PVE has no statistics (an offline node's).
-	MaxMem int64
-	MaxCPU int
+	// Uptime is how long the guest has run (0 when stopped).
+	Uptime time.Duration
+	// MaxCPU, MaxMem and MaxDisk are the CPUs, memory and root disk its
+	// config gives it (bytes).
+	MaxCPU  float64
+	MaxMem  int64
+	MaxDisk int64
 	// Mem is what it uses now (bytes).
 	Mem int64
 }
@@ -333,6 +341,9 @@ type TaskStatus struct {
 	Status     string // running | stopped
 	ExitStatus string // OK, WARNINGS: N, or the error
 	StartTime  time.Time
+	// EndTime is when a finished task ended, as the task list says (its
+	// status does not): whole seconds, like StartTime.
+	EndTime time.Time
 }
 
 func (t TaskStatus) Running() bool { return t.Status == "running" }

@@ -13,4 +13,10 @@ type TaskFilter struct {
 	// Own keeps only the tasks this client's API token started (the user
 	// in the UPID): another user's backup of the same CT is not ours.
 	Own bool
+	// Finished lists only finished tasks (PVE's task archive), with their
+	// end times; else running ones come first.
+	Finished bool
+	// Limit caps how many tasks PVE returns (its default is 50); 0 keeps
+	// PVE's default.
+	Limit int
 }

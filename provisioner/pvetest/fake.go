@@ -321,8 +321,21 @@ func (f *Fake) startTask(node, typ, id string, log ...string) (upid string, ok b
 		lines = append(lines, "TASK ERROR: "+exit)
 	}
 	f.tasks[upid] = &task{status: pve.TaskStatus{UPID: upid, Node: node, Type: typ, ID: id, User: "cloudpods@pve", TokenID: "provisioner",
-		Status: "stopped", ExitStatus: exit, StartTime: now}, log: lines}
+		Status: "stopped", ExitStatus: exit, StartTime: now, EndTime: now}, log: lines}
 	return upid, exit == "OK"
+}
+
+// RecordTask adds a finished task to node's task history, as PVE's task
+// archive holds one: typ about id, started at start, ended took later
+// with exit ("OK", or the error).
+func (f *Fake) RecordTask(node, typ, id string, start time.Time, took time.Duration, exit string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	upid := fmt.Sprintf("UPID:%s:%08X:%08X:%08X:%s:%s:root@pam:", node, 0x1000+f.seq, 0x10000+f.seq, start.Unix(), typ, id)
+	f.tasks[upid] = &task{status: pve.TaskStatus{UPID: upid, Node: node, Type: typ, ID: id, User: "root@pam",
+		Status: "stopped", ExitStatus: exit, StartTime: start.Truncate(time.Second), EndTime: start.Add(took).Truncate(time.Second)},
+		log: []string{"TASK " + exit}}
 }
 
 func (f *Fake) Version(ctx context.Context) (pve.Version, error) {
@@ -393,10 +406,11 @@ func (f *Fake) Guests(ctx context.Context) ([]pve.Guest, error) {
 		if g.Kind == pve.QEMU {
 			name = g.Config["name"]
 		}
+		// As PVE's status daemon reports them: the config's CPUs and memory.
+		cores, _ := strconv.ParseFloat(g.Config["cores"], 64)
 		mem, _ := strconv.ParseInt(g.Config["memory"], 10, 64)
-		cores, _ := strconv.Atoi(g.Config["cores"])
 		row := pve.Guest{VMID: g.VMID, Type: g.Kind, Node: g.Node, Name: name, Status: g.Status,
-			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"], MaxMem: mem << 20, MaxCPU: cores}
+			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"], MaxCPU: cores, MaxMem: mem << 20}
 		if g.Status == "running" {
 			row.Mem = mem << 20 / 4 // what a fresh pod touches, as Nodes counts it
 		}

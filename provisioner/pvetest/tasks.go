@@ -27,6 +27,9 @@ func (f *Fake) Tasks(ctx context.Context, node string, tf pve.TaskFilter) ([]pve
 	}
 	// Newest first: UPIDs carry a growing pid.
 	sort.Slice(out, func(i, j int) bool { return out[i].UPID > out[j].UPID })
+	if tf.Limit > 0 && len(out) > tf.Limit {
+		out = out[:tf.Limit]
+	}
 	return out, nil
 }
 

@@ -279,9 +279,11 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 		Template flexInt   `json:"template"`
 		Lock     string    `json:"lock"`
 		Tags     string    `json:"tags"`
+		Uptime   flexInt64 `json:"uptime"`
+		MaxCPU   flexFloat `json:"maxcpu"`
 		MaxMem   flexInt64 `json:"maxmem"`
+		MaxDisk  flexInt64 `json:"maxdisk"`
 		Mem      flexInt64 `json:"mem"`
-		MaxCPU   flexInt   `json:"maxcpu"`
 	}
 	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "vm"}, &raw); err != nil {
 		return nil, err
@@ -289,7 +291,8 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	out := make([]pve.Guest, 0, len(raw))
 	for _, g := range raw {
 		out = append(out, pve.Guest{VMID: int(g.VMID), Type: pve.GuestKind(g.Type), Node: g.Node, Name: g.Name, Status: g.Status,
-			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags, MaxMem: int64(g.MaxMem), Mem: int64(g.Mem), MaxCPU: int(g.MaxCPU)})
+			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags, Uptime: time.Duration(g.Uptime) * time.Second,
+			MaxCPU: float64(g.MaxCPU), MaxMem: int64(g.MaxMem), MaxDisk: int64(g.MaxDisk), Mem: int64(g.Mem)})
 	}
 	return out, nil
 }
@@ -410,6 +413,24 @@ func (f *flexInt) UnmarshalJSON(b []byte) error {
 }
 
 type flexInt64 int64
+
+// flexFloat decodes PVE's numbers that may have a fraction (a CT's
+// cpulimit as maxcpu), as numbers or strings.
+type flexFloat float64
+
+func (f *flexFloat) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*f = 0
+		return nil
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("not a number: %s", b)
+	}
+	*f = flexFloat(x)
+	return nil
+}
 
 func (f *flexInt64) UnmarshalJSON(b []byte) error {
 	s := strings.Trim(string(b), `"`)

@@ -273,3 +273,26 @@ func TestVMConsole(t *testing.T) {
 		t.Errorf("err = %v, want a termproxy failure of VM 9202", err)
 	}
 }
+
+// The guest listing as cluster/resources answers it (pve-manager
+// PVE/API2/Cluster.pm, API2Tools.pm extract_vm_stats): besides what a guest
+// is, the figures that change with its config and a restart, which the
+// shared inventory watches; a CT's cpulimit makes maxcpu a fraction.
+func TestGuestsListing(t *testing.T) {
+	_, c := newPVEServer(t, map[string]string{"GET /cluster/resources": `[
+		{"id":"lxc/101","vmid":101,"type":"lxc","node":"pve","name":"web","status":"running","template":0,"lock":"backup",
+		 "tags":"a;b","uptime":3600,"maxcpu":1.5,"maxmem":1073741824,"maxdisk":"8589934592","cpu":0.01},
+		{"id":"qemu/9000","vmid":"9000","type":"qemu","node":"pve","status":"stopped","template":1,"uptime":0,"maxcpu":2}]`})
+	got, err := c.Guests(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pve.Guest{
+		{VMID: 101, Type: pve.LXC, Node: "pve", Name: "web", Status: "running", Lock: "backup", Tags: "a;b",
+			Uptime: time.Hour, MaxCPU: 1.5, MaxMem: 1 << 30, MaxDisk: 8 << 30},
+		{VMID: 9000, Type: pve.QEMU, Node: "pve", Status: "stopped", Template: true, MaxCPU: 2},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("guests\n got %+v\nwant %+v", got, want)
+	}
+}

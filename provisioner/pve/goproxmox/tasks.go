@@ -17,6 +17,12 @@ import (
 // own tasks; with Sys.Audit on /nodes/{node}, everyone's.
 func (c *Client) Tasks(ctx context.Context, node string, f pve.TaskFilter) ([]pve.TaskStatus, error) {
 	params := map[string]string{"source": "all"}
+	if f.Finished {
+		params["source"] = "archive"
+	}
+	if f.Limit > 0 {
+		params["limit"] = strconv.Itoa(f.Limit)
+	}
 	setIf(params, "typefilter", f.Type)
 	if f.VMID != 0 {
 		params["vmid"] = strconv.Itoa(f.VMID)
@@ -60,6 +66,7 @@ type taskFields struct {
 	Status     string    `json:"status"`
 	ExitStatus string    `json:"exitstatus"`
 	StartTime  flexInt64 `json:"starttime"`
+	EndTime    flexInt64 `json:"endtime"`
 }
 
 // status is the task as pve.TaskStatus, its user split from the token
@@ -67,6 +74,9 @@ type taskFields struct {
 func (t taskFields) status() pve.TaskStatus {
 	st := pve.TaskStatus{UPID: t.UPID, Node: t.Node, Type: t.Type, ID: t.ID, User: t.User, TokenID: t.TokenID,
 		Status: t.Status, ExitStatus: t.ExitStatus, StartTime: time.Unix(int64(t.StartTime), 0)}
+	if t.EndTime > 0 {
+		st.EndTime = time.Unix(int64(t.EndTime), 0)
+	}
 	if user, token, ok := strings.Cut(t.User, "!"); ok && st.TokenID == "" {
 		st.User, st.TokenID = user, token
 	}

@@ -34,7 +34,7 @@ func TestTasks(t *testing.T) {
 	}
 	want := []pve.TaskStatus{
 		{UPID: running, Node: "pve", Type: "vzdump", ID: "9101", User: "cloudpods@pve", TokenID: "provisioner", Status: "running", StartTime: time.Unix(1778385152, 0)},
-		{UPID: ended, Node: "pve", Type: "vzdump", ID: "9101", User: "cloudpods@pve", TokenID: "provisioner", Status: "stopped", ExitStatus: "OK", StartTime: time.Unix(1778385136, 0)},
+		{UPID: ended, Node: "pve", Type: "vzdump", ID: "9101", User: "cloudpods@pve", TokenID: "provisioner", Status: "stopped", ExitStatus: "OK", StartTime: time.Unix(1778385136, 0), EndTime: time.Unix(1778385140, 0)},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("tasks\n got %+v\nwant %+v", got, want)
@@ -49,5 +49,13 @@ func TestTasks(t *testing.T) {
 	all, err := c.Tasks(context.Background(), "pve", pve.TaskFilter{})
 	if err != nil || len(all) != 4 || all[0].UPID != other || all[3].UPID != old {
 		t.Errorf("every task, newest first: %+v, %v", all, err)
+	}
+	// A task kind's history: finished tasks only (the archive), a few.
+	if _, err := c.Tasks(context.Background(), "pve", pve.TaskFilter{Type: "vzclone", VMID: 9000, Finished: true, Limit: 20}); err != nil {
+		t.Fatal(err)
+	}
+	req = srv.requests()[2]
+	if w := map[string]string{"source": "archive", "typefilter": "vzclone", "vmid": "9000", "limit": "20"}; !reflect.DeepEqual(req.Params, w) {
+		t.Errorf("history params %v, want %v", req.Params, w)
 	}
 }
