@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/migrahosting/cloudpods/fixtures/pvesim"
 	"github.com/migrahosting/cloudpods/provisioner"
@@ -55,7 +56,10 @@ func TestClusterDoneWhen(t *testing.T) {
 	c := startCLIWith(t, func(cfg *pvesim.Config) {
 		cfg.Nodes = []pvesim.NodeSpec{{Name: "pve"}, {Name: "pve2", MemoryUsed: 13 << 30}, {Name: "pve3"}}
 		cfg.TemplateStorage = "ceph-pods"
-		cfg.UnreachableDelay = -1
+		// A call to the offline node fails after a second (3 s on a real
+		// node): long enough that a batch's first look has not read
+		// pve2's pods when IPAM picks addresses.
+		cfg.UnreachableDelay = time.Second
 		cfg.RRDExpiry = -1
 	})
 	code, out, errs := c.run(t, "", "create", "--count", "9", "--host", "pod", "--vmid", "auto", "--ip", "auto", "--node", "auto",
@@ -63,7 +67,7 @@ func TestClusterDoneWhen(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("create: exit %d\n%s\n%s", code, lastLines(out, 10), errs)
 	}
-	perNode, ips, nodeOf := map[string]int{}, map[string]bool{}, map[int]string{}
+	perNode, ips, nodeOf, ipOf := map[string]int{}, map[string]bool{}, map[int]string{}, map[int]string{}
 	for _, l := range jsonLines[clusterLine](t, out) {
 		if l.Type != "result" {
 			continue
@@ -80,7 +84,7 @@ func TestClusterDoneWhen(t *testing.T) {
 			t.Errorf("%s: placement %+v, node %s", r.Hostname, r.Placement, r.Node)
 		}
 		perNode[r.Node]++
-		nodeOf[r.VMID] = r.Node
+		nodeOf[r.VMID], ipOf[r.VMID] = r.Node, r.IP
 	}
 	if len(nodeOf) != 9 || len(ips) != 9 {
 		t.Fatalf("%d pods with %d addresses, want 9 each", len(nodeOf), len(ips))
@@ -138,6 +142,7 @@ func TestClusterDoneWhen(t *testing.T) {
 	if _, ok := c.sim.Guest(pve3[0]); ok {
 		t.Errorf("CT %s is still in PVE after destroy", victim)
 	}
+	delete(ips, ipOf[pve3[0]]) // released: free again
 
 	// pve2 goes offline: its pods are unknown, the others healthy.
 	must(t, c.sim.SetNodeState("pve2", pvesim.NodeOffline))
@@ -169,6 +174,10 @@ func TestClusterDoneWhen(t *testing.T) {
 		}
 	}
 
+	if code, out, _ := c.run(t, "", "list"); code != exitOK || strings.Contains(out, "0001-01-01") {
+		t.Errorf("list table with pve2 offline: exit %d, a zero creation time shown:\n%s", code, out)
+	}
+
 	// ip sync reads every node's pods: the registry matches PVE, and
 	// pve2's leases stay as they are (what its pods hold is not known).
 	for _, args := range [][]string{{"ip", "sync"}, {"ip", "sync", "--repair"}} {
@@ -192,6 +201,13 @@ func TestClusterDoneWhen(t *testing.T) {
 			continue
 		}
 		late++
+		// pve2's pods keep their addresses, though PVE cannot read them
+		// now: the registry's leases hold them.
+		if ips[l.Result.IP] {
+			t.Errorf("%s got %s, which a pod (on pve2 or elsewhere) holds", l.Result.Hostname, l.Result.IP)
+		}
+		ips[l.Result.IP] = true
+		t.Logf("late %s: %s on %s", l.Result.Hostname, l.Result.IP, l.Result.Node)
 		if l.Result.Node == "pve2" || l.Result.Status != "running" {
 			t.Errorf("%s: %s on %s", l.Result.Hostname, l.Result.Status, l.Result.Node)
 		}

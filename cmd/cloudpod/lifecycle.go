@@ -472,7 +472,11 @@ func printPods(g *globalOptions, pods []provisioner.Pod, name string) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "VMID\t%s\tIP\tTENANT\tNODE\tSTATUS\tCREATED\n", name)
 	for _, p := range pods {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
+		created := "-" // not known: its node is down and its config unread
+		if !p.Created.IsZero() {
+			created = p.Created.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, created)
 	}
 	return tw.Flush()
 }
