@@ -561,12 +561,21 @@ func (a *Allocator) findLease(reg *Registry, lease Lease) int {
 // VMIDs and configured addresses) but req's own, the reservations in
 // flight of every pool (VMIDs are cluster-wide, and pools may overlap),
 // and the claimer's addresses. An assigned lease adds nothing: its pod is
-// among PVE's guests, or gone.
+// among PVE's guests, or gone — unless PVE could not read that guest (its
+// node is down), whose addresses only the lease knows.
 func (a *Allocator) occupancy(ctx context.Context, reg *Registry, guests []Guest, now time.Time, req Request) (inUse, error) {
 	used := newInUse()
+	unknown := map[int]bool{}
 	for _, g := range guests {
 		if !g.isOwn(req) {
 			used.addGuest(g)
+			unknown[g.VMID] = g.Unknown
+		}
+	}
+	for _, l := range reg.Leases {
+		// A guest PVE cannot read has the addresses the registry gave it.
+		if l.State == StateAssigned && unknown[l.VMID] && l.IP.IsValid() {
+			used.addrs[l.IP] = describeLease(l)
 		}
 	}
 	for _, l := range reg.Leases {

@@ -32,6 +32,10 @@ type Guest struct {
 	// create finds its lease again.
 	Owner  string
 	Tenant string
+	// Unknown: the guest's config could not be read (its node is down)
+	// or has not been read yet (a partial look), so Addrs may lack addresses it has: the registry's assigned leases
+	// of its VMID stay in use, and sync leaves them as they are.
+	Unknown bool
 }
 
 // isOwn reports whether g is the guest req asks for: the pod req's owner

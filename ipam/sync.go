@@ -128,7 +128,9 @@ func (a *Allocator) reconcile(ctx context.Context, reg *Registry, guests []Guest
 		}
 	}
 	for _, g := range guests {
-		a.syncGuest(reg, g, guestsByAddr, now, rep)
+		if !g.Unknown { // what an unreadable guest has is not known
+			a.syncGuest(reg, g, guestsByAddr, now, rep)
+		}
 	}
 	for _, ip := range sortedAddrs(guestsByAddr) {
 		if gs := guestsByAddr[ip]; len(gs) > 1 {
@@ -173,6 +175,8 @@ func (a *Allocator) syncLease(ctx context.Context, reg *Registry, i int, guestBy
 		return release(fmt.Sprintf("PVE %s uses %s", other, l.IP))
 	case !exists:
 		return nil // a reservation whose clone has not happened yet
+	case g.Unknown:
+		return nil // its node is down: PVE cannot say otherwise
 	case l.State == StateAssigned && l.IP.IsValid() && !slices.Contains(g.Addrs, l.IP):
 		// A reservation's guest may still carry the template's address
 		// while its create is in flight; only an assigned lease must match.

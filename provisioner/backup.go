@@ -80,9 +80,31 @@ type backupRun struct {
 	since time.Time
 }
 
+// locate finds the CT when no node was given: vzdump runs on its node.
+func (b *backupRun) locate(ctx context.Context) error {
+	if b.req.Node != "" {
+		return nil
+	}
+	loc, err := b.p.Locate(ctx, "", b.req.VMID)
+	if errors.Is(err, pve.ErrNotFound) {
+		return problemf(ErrPreflight, "CT %d does not exist %s: nothing to back up", b.req.VMID, whereText(loc.Ref.Node))
+	}
+	if err != nil {
+		return err
+	}
+	if loc.NodeDown != "" {
+		return problemf(ErrPreflight, "%v: it can be backed up when the node is back", nodeDownError(loc))
+	}
+	b.req.Node, b.spec.Node, b.g = loc.Ref.Node, loc.Ref.Node, pve.CT(loc.Ref.Node, b.req.VMID)
+	return nil
+}
+
 // backup checks the CT and the storage, waits out a lock, runs vzdump and
 // finds the archive it wrote.
 func (b *backupRun) backup(ctx context.Context) error {
+	if err := b.locate(ctx); err != nil {
+		return err
+	}
 	p, req := b.p, b.req
 	cfg, err := p.api.GuestConfig(ctx, b.g)
 	if errors.Is(err, pve.ErrNotFound) {
@@ -265,22 +287,41 @@ func backupStores(storages []pve.Storage) []string {
 // Backups lists backup archives on every active backup storage of the
 // node, newest first; vmid 0 lists all.
 func (p *Provisioner) Backups(ctx context.Context, node string, vmid int) ([]Backup, error) {
-	storages, err := p.api.Storages(ctx, node)
-	if err != nil {
-		return nil, fmt.Errorf("storages of node %s: %w", node, err)
+	nodes := []string{node}
+	if node == "" {
+		// Every online node's backup storages: a pod's archives are on
+		// the node it was on when each was made.
+		list, err := p.api.Nodes(ctx)
+		if err != nil {
+			return nil, apiProblem("list the cluster's nodes", err)
+		}
+		nodes = nodes[:0]
+		for _, n := range list {
+			if n.Online() {
+				nodes = append(nodes, n.Name)
+			}
+		}
 	}
 	var out []Backup
-	for _, st := range storages {
-		if !contains(st.Content, "backup") || !st.Active {
-			continue
-		}
-		vols, err := p.api.StorageContent(ctx, node, st.ID, "backup")
+	seen := map[string]bool{} // a shared storage's archives show on every node
+	for _, node := range nodes {
+		storages, err := p.api.Storages(ctx, node)
 		if err != nil {
-			return nil, fmt.Errorf("list backups on %s: %w", st.ID, err)
+			return nil, fmt.Errorf("storages of node %s: %w", node, err)
 		}
-		for _, v := range vols {
-			if vmid == 0 || v.VMID == vmid {
-				out = append(out, Backup{VolID: v.VolID, VMID: v.VMID, Size: v.Size, Created: v.CTime, Notes: v.Notes, Storage: st.ID})
+		for _, st := range storages {
+			if !contains(st.Content, "backup") || !st.Active {
+				continue
+			}
+			vols, err := p.api.StorageContent(ctx, node, st.ID, "backup")
+			if err != nil {
+				return nil, fmt.Errorf("list backups on %s: %w", st.ID, err)
+			}
+			for _, v := range vols {
+				if (vmid == 0 || v.VMID == vmid) && !seen[v.VolID] {
+					seen[v.VolID] = true
+					out = append(out, Backup{VolID: v.VolID, VMID: v.VMID, Size: v.Size, Created: v.CTime, Notes: v.Notes, Storage: st.ID})
+				}
 			}
 		}
 	}

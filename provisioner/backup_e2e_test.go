@@ -59,6 +59,11 @@ func TestBackupOnTheChosenStorageWithTenantNotes(t *testing.T) {
 			if req.VMID == 0 {
 				req.VMID = 9101
 			}
+			if tt.storage != "" {
+				// vzdump names an archive by the second it began: two
+				// backups of one CT in one second write one file.
+				time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+			}
 			b, err := l.prov.Backup(ctx, req)
 			after, lerr := l.prov.Backups(ctx, "pve", 9101)
 			if lerr != nil {

@@ -25,8 +25,23 @@ func limitsOf(st pve.NodeStatus) NodeLimits {
 }
 
 // NodeLimits reads node's size from PVE, for a caller (the service) that
-// checks a request before a create's preflight does.
+// checks a request before a create's preflight does. For AutoNode it is
+// the online node with the most memory's: a pod bigger than that fits
+// nowhere (placement checks every node when the job runs).
 func (p *Provisioner) NodeLimits(ctx context.Context, node string) (NodeLimits, error) {
+	if node == AutoNode {
+		nodes, err := p.api.Nodes(ctx)
+		if err != nil {
+			return NodeLimits{}, apiProblem("list the cluster's nodes", err)
+		}
+		var l NodeLimits
+		for _, n := range nodes {
+			if n.Online() && int(n.MaxMem>>20) > l.MemoryMB {
+				l = NodeLimits{Node: n.Name, CPUs: n.MaxCPU, MemoryMB: int(n.MaxMem >> 20)}
+			}
+		}
+		return l, nil
+	}
 	st, err := p.api.NodeStatus(ctx, node)
 	if errors.Is(err, pve.ErrNotFound) {
 		return NodeLimits{}, problemf(ErrPreflight, "node %q is not in the cluster: pick one of the cluster's nodes", node)

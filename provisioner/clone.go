@@ -21,16 +21,51 @@ func (r *createRun) cloneStep() flow.Step {
 func (r *createRun) planClone(context.Context) ([]flow.Call, error) {
 	s := r.spec
 	if r.existing != nil {
-		return []flow.Call{{Method: "GET", Path: fmt.Sprintf("/nodes/%s/lxc/%d/config", s.Node, s.VMID), Note: "CT exists with this spec: converge"}}, nil
+		calls := []flow.Call{{Method: "GET", Path: fmt.Sprintf("/nodes/%s/lxc/%d/config", r.ct().Node, s.VMID), Note: "CT exists with this spec: converge"}}
+		if r.ct().Node != s.Node {
+			calls = append(calls, r.planMigrate(r.ct().Node)...)
+		}
+		return calls, nil
 	}
+	pl := r.route()
 	clone := map[string]string{"newid": strconv.Itoa(s.VMID), "hostname": s.Hostname, "description": "(ownership marker)"}
 	if !s.Linked {
 		clone["full"], clone["storage"] = "1", s.Storage
 	}
+	note := "retried on 'CT is locked'"
+	switch pl.Route {
+	case RouteTarget:
+		clone["target"] = s.Node
+		note += "; the clone moves to " + s.Node + " when done (shared storage)"
+	case RouteCopy:
+		note += "; CT " + strconv.Itoa(pl.Source) + " is the template's copy on " + s.Node
+	}
+	calls := []flow.Call{
+		{Method: "POST", Path: fmt.Sprintf("/nodes/%s/lxc/%d/clone", pl.SourceNode, pl.Source), Params: formatParams(clone), Note: note},
+		taskPoll(pl.SourceNode, "the clone"),
+	}
+	if pl.Route == RouteMigrate {
+		calls = append(calls, r.planMigrate(pl.SourceNode)...)
+	}
+	return calls, nil
+}
+
+// planMigrate is the migration of the stopped clone to the pod's node.
+func (r *createRun) planMigrate(from string) []flow.Call {
 	return []flow.Call{
-		{Method: "POST", Path: fmt.Sprintf("/nodes/%s/lxc/%d/clone", s.Node, s.Template), Params: formatParams(clone), Note: "retried on 'CT is locked'"},
-		taskPoll(s.Node, "the clone"),
-	}, nil
+		{Method: "POST", Path: fmt.Sprintf("/nodes/%s/lxc/%d/migrate", from, r.spec.VMID), Params: "target=" + r.spec.Node,
+			Note: "offline: the clone's local volume is copied to " + r.spec.Node},
+		taskPoll(from, "the migration"),
+	}
+}
+
+// route is how the clone is made: placement's, or the template's own node
+// for a run that placed nothing (a converging one).
+func (r *createRun) route() Placement {
+	if r.placement != nil {
+		return *r.placement
+	}
+	return Placement{Node: r.spec.Node, Route: RouteLocal, Source: r.spec.Template, SourceNode: r.spec.Node}
 }
 
 // raceRetries bounds how often a create moves to another VMID or address
@@ -45,6 +80,9 @@ func (r *createRun) clone(ctx context.Context) error {
 	if r.existing != nil {
 		if err := r.waitUnlocked(ctx); err != nil {
 			return err
+		}
+		if r.ct().Node != r.spec.Node {
+			return r.moveToNode(ctx)
 		}
 		return flow.Skip(fmt.Sprintf("CT %d already cloned", r.spec.VMID))
 	}
@@ -99,35 +137,83 @@ func (r *createRun) reserveAgain(ctx context.Context, newVMID bool) error {
 // looking for this run's marker on the new id before anything is repeated.
 func (r *createRun) cloneOnce(ctx context.Context) error {
 	s := r.spec
-	unlock, err := r.p.lockClone(ctx, s.Node, s.Template)
+	pl := r.route()
+	unlock, err := r.p.lockClone(ctx, pl.SourceNode, pl.Source)
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	marker := newMarker(s, r.runID, r.p.opts.Now())
 	r.cloneTried = true
 	r.res.Changed = true
-	upid, err := r.run.Retry().Task(ctx, fmt.Sprintf("clone CT %d to %d", s.Template, s.VMID), func(ctx context.Context) (string, error) {
-		upid, err := r.p.api.CloneGuest(ctx, pve.CT(s.Node, s.Template), pve.CloneOptions{
-			NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked})
+	opts := pve.CloneOptions{NewID: s.VMID, Hostname: s.Hostname, Description: marker.Description(), Storage: s.Storage, Full: !s.Linked}
+	if pl.Route == RouteTarget {
+		opts.Target = s.Node
+	}
+	// PVE makes the clone on the source's node; with target it moves
+	// there when the task ends.
+	r.ctNode = pl.SourceNode
+	upid, err := r.run.Retry().Task(ctx, fmt.Sprintf("clone CT %d to %d", pl.Source, s.VMID), func(ctx context.Context) (string, error) {
+		upid, err := r.p.api.CloneGuest(ctx, pve.CT(pl.SourceNode, pl.Source), opts)
 		if err == nil {
 			r.created = true
 			r.tasks = append(r.tasks, upid)
 		}
 		return upid, err
 	}, func(ctx context.Context, upid string) error {
-		_, err := r.p.waitShowing(ctx, r.run, s.Node, upid)
+		_, err := r.p.waitShowing(ctx, r.run, pl.SourceNode, upid)
 		return err
 	}, r.cloneDone)
+	unlock()
 	if err != nil {
 		return err
 	}
 	r.created = true
-	if upid == "" {
+	switch {
+	case pl.Route == RouteTarget:
+		// PVE moves the clone when its task ends; a lost answer has no
+		// task to wait for, so the move itself is waited for.
+		r.ctNode = s.Node
+		if upid == "" {
+			return r.waitArrived(ctx)
+		}
+	case upid == "":
 		// The POST's answer was lost but the clone is there: wait for its
 		// lock to clear instead of for a task we have no id of.
-		return r.waitUnlocked(ctx)
+		if err := r.waitUnlocked(ctx); err != nil {
+			return err
+		}
 	}
+	if pl.Route == RouteMigrate {
+		return r.moveToNode(ctx)
+	}
+	return nil
+}
+
+// waitArrived waits for a clone with target to be on the pod's node, its
+// lock cleared.
+func (r *createRun) waitArrived(ctx context.Context) error {
+	err := pollUntil(ctx, r.p.opts.TaskTimeout, func(ctx context.Context) (bool, error) {
+		cfg, err := r.p.api.GuestConfig(ctx, pve.CT(r.spec.Node, r.spec.VMID))
+		if errors.Is(err, pve.ErrNotFound) {
+			return false, nil // still on the template's node
+		}
+		return err == nil && cfg.Get("lock") == "", err
+	})
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("CT %d did not reach node %s within %s of its clone: look for its vzclone task on the template's node: %w", r.spec.VMID, r.spec.Node, r.p.opts.TaskTimeout, pve.ErrWaitTimeout)
+	}
+	return err
+}
+
+// moveToNode migrates the stopped clone from where PVE made it to the
+// pod's node (the migrate route, or a run that stopped before it moved).
+func (r *createRun) moveToNode(ctx context.Context) error {
+	from := r.ct()
+	r.run.Info(fmt.Sprintf("migrating CT %d from %s to %s", r.spec.VMID, from.Node, r.spec.Node))
+	if err := r.p.migrateTo(ctx, r.run, from, r.spec.Node); err != nil {
+		return err
+	}
+	r.ctNode = ""
 	return nil
 }
 
@@ -137,6 +223,12 @@ func (r *createRun) cloneOnce(ctx context.Context) error {
 func (r *createRun) cloneDone(ctx context.Context, _ error) (bool, error) {
 	s := r.spec
 	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
+	if errors.Is(err, pve.ErrNotFound) && r.ct().Node != s.Node {
+		// a clone with target that finished is on the pod's node
+		if cfg, err = r.p.api.GuestConfig(ctx, pve.CT(s.Node, s.VMID)); err == nil {
+			r.ctNode = s.Node
+		}
+	}
 	if errors.Is(err, pve.ErrNotFound) {
 		return false, nil
 	}

@@ -86,6 +86,9 @@ type CreateResult struct {
 	Warnings []string           `json:"warnings,omitempty"`
 	Checks   []Check            `json:"checks,omitempty"`
 	Console  *ConsolePath       `json:"console,omitempty"` // said in preflight (console_path.go)
+	// Placement is where the pod went and how (placement.go): set when
+	// placement chose the node or the template reaches it from another.
+	Placement *Placement `json:"placement,omitempty"`
 }
 
 // Check is one verification inside or about the pod.
@@ -140,6 +143,13 @@ type createRun struct {
 	// values its run sets.
 	current pve.Config
 	want    map[string]string
+	// placement is the pod's node and clone route (placement.go); unplace
+	// takes it out of the provisioner's ledger when the create ends.
+	placement *Placement
+	unplace   func()
+	// ctNode is where the CT is while the route moves it (its clone's
+	// node until it reaches spec.Node); "" is spec.Node.
+	ctNode string
 }
 
 func (p *Provisioner) newCreateRun(req CreateRequest, runID string) *createRun {
@@ -163,8 +173,14 @@ func (r *createRun) steps() []flow.Step {
 	return out
 }
 
-// ct is the pod: its VMID may come from IPAM in reserve.
-func (r *createRun) ct() pve.GuestRef { return pve.CT(r.spec.Node, r.spec.VMID) }
+// ct is the pod: its VMID may come from IPAM in reserve; its node is the
+// spec's, or where the clone route has it meanwhile.
+func (r *createRun) ct() pve.GuestRef {
+	if r.ctNode != "" {
+		return pve.CT(r.ctNode, r.spec.VMID)
+	}
+	return pve.CT(r.spec.Node, r.spec.VMID)
+}
 
 // Create turns the golden template into a running, verified CloudPod, or
 // converges an existing one made from the same spec.
@@ -174,6 +190,7 @@ func (p *Provisioner) Create(ctx context.Context, req CreateRequest) (CreateResu
 		runID = p.randomHex(8)
 	}
 	r := p.newCreateRun(req, runID)
+	defer r.release()
 	err := r.run.Execute(ctx, r.steps())
 	if err == nil {
 		r.res.Status = "running"
@@ -194,6 +211,13 @@ func (p *Provisioner) Plan(ctx context.Context, req CreateRequest) ([]PlannedCal
 	r := p.newCreateRun(req, "dry-run")
 	r.dryRun = true
 	return r.run.DryRun(ctx, r.steps())
+}
+
+// release takes the pod out of the placement ledger.
+func (r *createRun) release() {
+	if r.unplace != nil {
+		r.unplace()
+	}
 }
 
 // formatParams renders a planned call's parameters as sorted k=v pairs.

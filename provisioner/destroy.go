@@ -79,10 +79,12 @@ type DestroyResult struct {
 // confirmation; the service tells a CloudPod from other guests by it.
 func (p *Provisioner) Inspect(ctx context.Context, node string, vmid int) (DestroyResult, error) {
 	res := DestroyResult{VMID: vmid, Node: node, Kind: pve.LXC}
-	g, cfg, err := p.guestConfigAnyKind(ctx, node, vmid)
+	g, cfg, err := p.findGuest(ctx, node, vmid)
+	res.Node, res.Kind = g.Node, g.Kind
 	if err != nil {
 		return res, err
 	}
+	node = g.Node
 	res.Existed, res.Config, res.Kind = true, cfg, g.Kind
 	res.Hostname = guestName(g, cfg)
 	res.IP = guestIP(g, cfg)
@@ -156,7 +158,7 @@ func (p *Provisioner) Destroy(ctx context.Context, req DestroyRequest) (DestroyR
 	d.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return req.VMID }, Reporter: req.Reporter,
 		UndoBudget: p.opts.TaskTimeout + time.Minute, Nothing: "nothing was destroyed",
 		Audit: func(err error, took time.Duration) {
-			p.audit("destroy", Spec{VMID: req.VMID, Hostname: d.res.Hostname, Node: req.Node, IP: parseAddr(d.res.IP), Tenant: d.res.Tenant},
+			p.audit("destroy", Spec{VMID: req.VMID, Hostname: d.res.Hostname, Node: d.res.Node, IP: parseAddr(d.res.IP), Tenant: d.res.Tenant},
 				req.Requester, took, err)
 		}})
 	steps := []flow.Step{
@@ -186,13 +188,17 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 	}
 	res, err := d.p.Inspect(ctx, req.Node, req.VMID)
 	d.res = res
-	d.g = pve.GuestRef{Kind: res.Kind, Node: req.Node, VMID: req.VMID}
+	d.req.Node = res.Node // where the guest is, when no node was given
+	d.g = pve.GuestRef{Kind: res.Kind, Node: res.Node, VMID: req.VMID}
 	d.run.SetKind(res.Kind)
 	if errors.Is(err, pve.ErrNotFound) {
 		if req.IfExists {
 			return nil // every step after this one finds its work done
 		}
-		return problemf(ErrPreflight, "CT %d does not exist on node %s: nothing to destroy (pass --if-exists to make that a success)", req.VMID, req.Node)
+		return problemf(ErrPreflight, "CT %d does not exist %s: nothing to destroy (pass --if-exists to make that a success)", req.VMID, whereText(res.Node))
+	}
+	if errors.Is(err, ErrNodeDown) {
+		return problemf(ErrPreflight, "%v: PVE cannot destroy it until the node is back", err)
 	}
 	if err != nil {
 		return fmt.Errorf("read CT %d: %w", req.VMID, err)

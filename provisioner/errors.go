@@ -116,7 +116,7 @@ func KindOf(err error) Kind {
 		return KindTimeout
 	case errors.Is(err, pve.ErrLocked):
 		return KindLocked
-	case errors.Is(err, pve.ErrMaybeApplied):
+	case errors.Is(err, pve.ErrMaybeApplied), errors.Is(err, ErrNodeDown):
 		return KindUnreachable
 	}
 	return KindFailed

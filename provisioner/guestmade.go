@@ -150,7 +150,7 @@ func (p *Provisioner) undoMade(ctx context.Context, run *flow.Run, m madeGuest, 
 	wo := p.opts.Wait
 	wo.Timeout = 0 // the rollback's own budget bounds it
 	for _, upid := range m.tasks {
-		_, _ = pve.WaitTask(ctx, p.api, g.Node, upid, wo)
+		_, _ = pve.WaitTask(ctx, p.api, taskNode(upid, g.Node), upid, wo)
 	}
 	if _, err := p.api.GuestConfig(ctx, g); errors.Is(err, pve.ErrNotFound) {
 		return flow.Outcome{Said: "nothing was left: no " + g.Kind.Noun() + " at VMID " + strconv.Itoa(id)}

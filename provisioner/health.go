@@ -74,13 +74,22 @@ const dnsProbeName = "deb.debian.org"
 // Health checks one pod: PVE status, resource use against the CT's limits,
 // locks, config drift from its marker and, with deep, the network and
 // services inside it. An error means PVE could not be asked; the report
-// then says unknown.
+// then says unknown — as it does, without an error, for a pod whose node
+// is down (PVE still lists it, but nothing can be asked of it there: the
+// pod may well run, so it is not reported down). node "" finds the pod
+// wherever it lives.
 func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bool) (Health, error) {
 	h := Health{VMID: vmid, Node: node, State: Unknown}
-	g, cfg, err := p.guestConfigAnyKind(ctx, node, vmid)
+	g, cfg, err := p.findGuest(ctx, node, vmid)
+	h.Node = g.Node
 	if errors.Is(err, pve.ErrNotFound) {
 		h.State = Down
-		h.Problems = []string{fmt.Sprintf("CT %d does not exist on node %s", vmid, node)}
+		h.Problems = []string{fmt.Sprintf("CT %d does not exist %s", vmid, whereText(g.Node))}
+		return h, nil
+	}
+	if errors.Is(err, ErrNodeDown) {
+		h.Kind = g.Kind
+		h.Problems = []string{err.Error() + ": PVE cannot be asked about it until the node is back"}
 		return h, nil
 	}
 	if err != nil {
@@ -95,6 +104,10 @@ func (p *Provisioner) Health(ctx context.Context, node string, vmid int, deep bo
 		h.Tenant = m.Tenant
 	}
 	st, err := p.api.GuestStatus(ctx, g)
+	if errors.Is(err, pve.ErrNodeUnreachable) {
+		h.Problems = []string{nodeDownError(Located{Ref: g, NodeDown: "unreachable"}).Error() + ": PVE cannot be asked about it until the node is back"}
+		return h, nil
+	}
 	if err != nil {
 		h.Problems = []string{fmt.Sprintf("reading the status of %s: %v", g, err)}
 		return h, fmt.Errorf("status of %s: %w", g, err)
@@ -283,8 +296,15 @@ func (p *Provisioner) listGuests(ctx context.Context, kind pve.GuestKind, tenant
 	if err != nil {
 		return nil, fmt.Errorf("list guests: %w", err)
 	}
+	down, err := p.downNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var candidates []pve.Guest
 	for _, g := range guests {
+		if down[g.Node] != "" {
+			g.Status = Unknown // PVE's last word on it is stale
+		}
 		if g.Type == kind && !g.Template && (status == "" || g.Status == status) {
 			candidates = append(candidates, g)
 		}
@@ -292,6 +312,15 @@ func (p *Provisioner) listGuests(ctx context.Context, kind pve.GuestKind, tenant
 	pods := make([]*Pod, len(candidates))
 	err = forEach(ctx, len(candidates), readParallel, func(ctx context.Context, i int) error {
 		g := candidates[i]
+		if down[g.Node] != "" {
+			// Its config cannot be read: a pod is known by its tags, which
+			// PVE lists from the cluster's copy of the config (its tenant
+			// lower-cased, as tags are).
+			if hasTag(g.Tags, OwnerTag) && (tenant == "" || hasTag(g.Tags, "tenant-"+strings.ToLower(tenant))) {
+				pods[i] = &Pod{VMID: g.VMID, Hostname: g.Name, Tenant: tenantTag(g.Tags), Node: g.Node, Status: Unknown}
+			}
+			return nil
+		}
 		cfg, err := p.api.GuestConfig(ctx, g.Ref())
 		if errors.Is(err, pve.ErrNotFound) {
 			return nil // removed since the listing
@@ -333,9 +362,18 @@ func (p *Provisioner) HealthAll(ctx context.Context, deep bool) ([]Health, error
 		parallel = 2 // each deep check holds a console session
 	}
 	err = forEach(ctx, len(pods), parallel, func(ctx context.Context, i int) error {
-		h, err := p.Health(ctx, pods[i].Node, pods[i].VMID, deep)
+		var h Health
+		var err error
+		if pods[i].Status == Unknown {
+			h, err = p.Health(ctx, "", pods[i].VMID, deep) // says why: its node is down
+		} else {
+			h, err = p.Health(ctx, pods[i].Node, pods[i].VMID, deep)
+		}
 		if err != nil {
 			h.State = Unknown
+		}
+		if h.Hostname == "" {
+			h.Hostname = pods[i].Hostname
 		}
 		out[i] = h
 		return nil
@@ -374,6 +412,16 @@ func forEach(ctx context.Context, n, parallel int, fn func(ctx context.Context, 
 		return ctx.Err()
 	}
 	return first
+}
+
+// tenantTag is the tenant a pod's tags name ("" for none).
+func tenantTag(tags string) string {
+	for _, t := range splitTags(tags) {
+		if rest, ok := strings.CutPrefix(t, "tenant-"); ok {
+			return rest
+		}
+	}
+	return ""
 }
 
 func hasTag(tags, tag string) bool {

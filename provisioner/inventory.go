@@ -51,6 +51,9 @@ type viewGuest struct {
 	// unread: a partial look did not wait for this guest's config, so
 	// its addresses and marker are not known yet.
 	unread bool
+	// unknown: its node could not be reached, so cfg is what an earlier
+	// read knew, or nothing.
+	unknown bool
 }
 
 // newView is a view of the cluster through the provisioner's inventory.
@@ -109,11 +112,13 @@ func (v *clusterView) named(hostname string, self int) []*viewGuest {
 	return out
 }
 
-// ipamGuests is the view as IPAM takes it.
+// ipamGuests is the view as IPAM takes it. A guest whose config this view
+// lacks (its node is down, or a partial look did not wait for it) is
+// unknown: the registry's leases of its VMID keep their addresses.
 func (v *clusterView) ipamGuests() []ipam.Guest {
 	out := []ipam.Guest{}
 	for _, g := range v.sorted() {
-		ig := ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: string(g.Type), Addrs: g.addrs}
+		ig := ipam.Guest{VMID: g.VMID, Node: g.Node, Name: g.Name, Type: string(g.Type), Addrs: g.addrs, Unknown: g.unknown || g.unread}
 		if g.owned {
 			ig.Owner, ig.Tenant = LeaseOwner(g.marker.Tenant, g.marker.Hostname), g.marker.Tenant
 		}

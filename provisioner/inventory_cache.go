@@ -73,10 +73,16 @@ type guestInventory struct {
 	// (what a flow waits for: its targets, guests in the making) first.
 	urgent, bulk []*configRead
 	workers      int
+	// downUntil: a node found unreachable is not asked again for its
+	// guests' configs until then (each ask costs PVE's proxy timeout).
+	downUntil map[string]time.Time
 }
 
+// nodeDownFor is how long a node found unreachable is believed down.
+const nodeDownFor = 5 * time.Second
+
 func newGuestInventory(api pve.API, opts InventoryOptions) *guestInventory {
-	return &guestInventory{api: api, opts: opts.withDefaults(), reads: map[int]*configRead{}}
+	return &guestInventory{api: api, opts: opts.withDefaults(), reads: map[int]*configRead{}, downUntil: map[string]time.Time{}}
 }
 
 // look says what a snapshot needs.
@@ -373,17 +379,39 @@ func (inv *guestInventory) next() *configRead {
 // look that gave up may share it with others), so it runs to its end.
 func (inv *guestInventory) read(r *configRead) {
 	g := r.listed
+	r.expires = time.Now().Add(inv.opts.MaxAge - spreadOf(g.VMID, inv.opts.MaxAge/2))
+	if inv.nodeDown(g.Node) {
+		r.vg, r.expires = unreadable(r.last, g), time.Now().Add(nodeDownFor)
+		close(r.done)
+		return
+	}
 	cfg, err := inv.api.GuestConfig(context.Background(), g.Ref())
 	switch {
 	case errors.Is(err, pve.ErrNotFound):
 		r.gone = true
+	case errors.Is(err, pve.ErrNodeUnreachable):
+		// Its node is down: the guest is unknown, with what an earlier
+		// read knew of its addresses and marker (locate.go).
+		inv.markDown(g.Node)
+		r.vg, r.expires = unreadable(r.last, g), time.Now().Add(nodeDownFor)
 	case err != nil:
 		r.err = fmt.Errorf("config of %s %d: %w", g.Type, g.VMID, err)
 	default:
 		r.vg = readGuest(g, cfg)
 	}
-	r.expires = time.Now().Add(inv.opts.MaxAge - spreadOf(g.VMID, inv.opts.MaxAge/2))
 	close(r.done)
+}
+
+func (inv *guestInventory) nodeDown(node string) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return time.Now().Before(inv.downUntil[node])
+}
+
+func (inv *guestInventory) markDown(node string) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.downUntil[node] = time.Now().Add(nodeDownFor)
 }
 
 // spreadOf is a fixed share of d for vmid, so that configs read together

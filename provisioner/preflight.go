@@ -41,17 +41,69 @@ func (r *createRun) requiredPrivileges() []struct{ path, priv string } {
 		{vm, "VM.Audit"},
 		{"/storage/" + s.Storage, "Datastore.AllocateSpace"},
 		{"/sdn/zones/localnetwork/" + s.Bridge, "SDN.Use"},
-		{"/nodes/" + s.Node, "Sys.Audit"},
+		{nodePath(s.Node), "Sys.Audit"},
 	}
+}
+
+// nodePath is the ACL path of the node a pod goes to: every node's for a
+// node placement chooses.
+func nodePath(node string) string {
+	if node == AutoNode {
+		return "/nodes"
+	}
+	return "/nodes/" + node
 }
 
 // preflight reads PVE's state and refuses what it does not allow, before
 // anything is reserved or made: the token and its privileges, the node,
 // the template, the cluster's guests (one read, which reserve and claim
 // build on), whether the pod exists already, then for a new pod its
-// hostname, storage, bridge, address and VMID.
+// placement (the node for --node auto, how the template gets there),
+// hostname, storage, bridge, address and VMID. --node auto reads the
+// cluster first: the node comes from there.
 func (r *createRun) preflight(ctx context.Context) error {
-	s := r.spec
+	if err := r.checkPrivileges(ctx); err != nil {
+		return err
+	}
+	if r.spec.Node == AutoNode {
+		if err := r.readCluster(ctx); err != nil {
+			return err
+		}
+		if r.existing == nil {
+			if err := r.place(ctx, r.dryRun); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.checkNode(ctx); err != nil {
+		return err
+	}
+	if r.view == nil {
+		if err := r.readCluster(ctx); err != nil {
+			return err
+		}
+	}
+	if r.existing != nil {
+		return nil // the pod exists and is ours: the remaining checks were its first run's
+	}
+	if r.placement == nil {
+		if err := r.placePinned(ctx); err != nil {
+			return err
+		}
+	}
+	if err := r.checkHostname(); err != nil {
+		return err
+	}
+	if err := r.checkStorage(ctx); err != nil {
+		return err
+	}
+	if err := r.checkBridge(ctx); err != nil {
+		return err
+	}
+	return r.checkAddressFree()
+}
+
+func (r *createRun) checkPrivileges(ctx context.Context) error {
 	perms, err := r.p.api.Permissions(ctx)
 	if err != nil {
 		return apiProblem("read the token's permissions", err)
@@ -65,6 +117,13 @@ func (r *createRun) preflight(ctx context.Context) error {
 	if len(missing) > 0 {
 		return problemf(pve.ErrForbidden, "the API token lacks %s: grant them to the token and its user (README: \"Token and minimal role\")", strings.Join(missing, ", "))
 	}
+	return nil
+}
+
+// checkNode reads the pod's node: in the cluster, online, big enough;
+// and says which console path the network step takes there.
+func (r *createRun) checkNode(ctx context.Context) error {
+	s := r.spec
 	node, err := r.p.api.NodeStatus(ctx, s.Node)
 	if errors.Is(err, pve.ErrNotFound) {
 		return problemf(ErrPreflight, "node %q is not in the cluster: pass --node with one of the cluster's nodes", s.Node)
@@ -79,6 +138,12 @@ func (r *createRun) preflight(ctx context.Context) error {
 		return err
 	}
 	r.announceConsolePath(ctx)
+	return nil
+}
+
+// readCluster reads the cluster's guests once (reserve and claim build on
+// the view), checks the template and finds the pod an earlier run made.
+func (r *createRun) readCluster(ctx context.Context) error {
 	r.view = r.p.newView()
 	if err := r.view.look(ctx, r.preflightLook()); err != nil {
 		return apiProblem("read the cluster's guests", err)
@@ -96,19 +161,7 @@ func (r *createRun) preflight(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.existing != nil {
-		return nil // the pod exists and is ours: the remaining checks were its first run's
-	}
-	if err := r.checkHostname(); err != nil {
-		return err
-	}
-	if err := r.checkStorage(ctx); err != nil {
-		return err
-	}
-	if err := r.checkBridge(ctx); err != nil {
-		return err
-	}
-	return r.checkAddressFree()
+	return nil
 }
 
 // preflightLook is how much of the cluster preflight waits for. An
@@ -125,13 +178,15 @@ func (r *createRun) preflightLook() look {
 
 // looking is a look at the cluster for this create, begun after since:
 // waiting for every guest's config, or (partial) only for what the
-// create's checks read: the template, the guest at the VMID and the guests
+// create's checks read: the templates, the guest at the VMID and the guests
 // of the hostname. Where SDN IPAM answers the address question
 // (InventoryOptions.AddressesFromSDN), only those are read at all.
 func (r *createRun) looking(since time.Time, partial bool) look {
 	s := r.spec
 	return look{since: since, partial: partial, onDemand: r.p.opts.Inventory.AddressesFromSDN, need: func(g pve.Guest) bool {
-		return g.VMID == s.Template || (s.VMID != 0 && g.VMID == s.VMID) || strings.EqualFold(g.Name, s.Hostname)
+		// Templates too: placement reads the markers of the template's
+		// copies on other nodes (templatecopy.go).
+		return g.VMID == s.Template || g.Template || (s.VMID != 0 && g.VMID == s.VMID) || strings.EqualFold(g.Name, s.Hostname)
 	}}
 }
 
@@ -146,16 +201,14 @@ func apiProblem(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// checkTemplate finds the golden template, on whatever node it is
+// (placement decides how it reaches the pod's node).
 func (r *createRun) checkTemplate() error {
 	s := r.spec
-	tpl := r.view.get(s.Template)
-	if tpl == nil || tpl.Type != pve.LXC || tpl.Node != s.Node {
-		return problemf(ErrPreflight, "template CT %d does not exist on node %s: pass --template with the golden template's VMID", s.Template, s.Node)
+	if _, _, err := templatesOf(r.view, s.Template); err != nil {
+		return err
 	}
-	cfg := tpl.cfg
-	if cfg.Get("template") != "1" {
-		return problemf(ErrPreflight, "CT %d is not a template: convert it in PVE (More > Convert to template) or pass --template with the golden template", s.Template)
-	}
+	cfg := r.view.get(s.Template).cfg
 	r.cmode = cfg.Get("cmode")
 	r.rootfsBytes = rootfsSize(cfg.Get("rootfs"))
 	// The clone will carry the template's NIC options; configure reads the
@@ -185,6 +238,9 @@ func (r *createRun) findEarlier() error {
 		}
 		want := s
 		want.VMID = g.VMID
+		if want.Node == AutoNode {
+			want.Node = m.Spec.Node // placed by the earlier run
+		}
 		if !want.IP.IsValid() {
 			if p, err := netip.ParsePrefix(m.Spec.Address); err == nil {
 				want.IP = p.Addr()
@@ -194,7 +250,7 @@ func (r *createRun) findEarlier() error {
 			return problemf(ErrConflict, "%s is already CT %d, made by cloudpods with a different spec (%s): destroy it first or pass the spec it was created with",
 				s.Hostname, g.VMID, strings.Join(diffEssentials(m.Spec, want.essentials()), ", "))
 		}
-		r.spec.VMID, r.spec.IP = want.VMID, want.IP
+		r.spec.VMID, r.spec.IP, r.spec.Node = want.VMID, want.IP, want.Node
 		r.run.Info(fmt.Sprintf("%s is CT %d with %s from an earlier run (%s): converging on it", s.Hostname, want.VMID, want.IP, m.RunID))
 		return nil
 	}
@@ -204,17 +260,28 @@ func (r *createRun) findEarlier() error {
 // checkExisting decides between a fresh create, a converging re-run and a
 // refusal, from what PVE has at the VMID.
 func (r *createRun) checkExisting() error {
+	g := r.view.get(r.spec.VMID)
+	if g != nil && g.owned && g.Type == pve.LXC && r.spec.Node == AutoNode {
+		r.spec.Node = g.marker.Spec.Node // the node placement chose for it
+	}
 	s := r.spec
-	g := r.view.get(s.VMID)
 	switch {
 	case g == nil:
 		return nil
-	case g.Type != pve.LXC || g.Node != s.Node:
+	case g.Type != pve.LXC || (g.Node != s.Node && !g.owned):
 		return problemf(ErrConflict, "VMID %d is taken by %s on node %s: pick another --vmid, or --vmid auto", s.VMID, g, g.Node)
 	case !g.owned:
 		return problemf(ErrConflict, "CT %d already exists and was not created by cloudpods: pick another --vmid, or --vmid auto", s.VMID)
 	}
 	m := g.marker
+	if g.Node != s.Node {
+		if m.SpecHash != s.Hash() || m.State != "provisioning" {
+			return problemf(ErrConflict, "VMID %d is taken by %s on node %s (made for node %s): pick another --vmid, or --vmid auto", s.VMID, g, g.Node, orDefault(m.Spec.Node, "?"))
+		}
+		// A run stopped between its clone and the migration to the
+		// pod's node: the clone step finishes the move.
+		r.ctNode = g.Node
+	}
 	if m.SpecHash != s.Hash() {
 		return problemf(ErrConflict, "CT %d already exists with a different spec (%s): destroy it first or pass the spec it was created with", s.VMID, strings.Join(diffEssentials(m.Spec, s.essentials()), ", "))
 	}

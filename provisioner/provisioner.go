@@ -59,6 +59,10 @@ type Provisioner struct {
 	// inventory is the cluster's guests as this process knows them, shared
 	// by every create of a batch and every job of the service.
 	inventory *guestInventory
+	// placed are the pods --node auto placed whose creates run (guarded
+	// by mu); placeMu makes one placement at a time (placement.go).
+	placed  placements
+	placeMu sync.Mutex
 }
 
 // New wires a Provisioner.

@@ -71,7 +71,7 @@ func (r *createRun) rollbackClone(ctx context.Context, step string, cause error)
 	wo := r.p.opts.Wait
 	wo.Timeout = 0 // ctx bounds it: the rollback's own budget
 	for _, upid := range r.tasks {
-		_, _ = pve.WaitTask(ctx, r.p.api, s.Node, upid, wo)
+		_, _ = pve.WaitTask(ctx, r.p.api, taskNode(upid, s.Node), upid, wo)
 	}
 	cfg, err := r.p.api.GuestConfig(ctx, r.ct())
 	if errors.Is(err, pve.ErrNotFound) {

@@ -516,26 +516,38 @@ func (t *templateRun) planConvert(context.Context) ([]flow.Call, error) {
 // lock left.
 func (t *templateRun) convert(ctx context.Context) error {
 	t.tres.Changed = true
+	err := t.p.convertCT(ctx, t.run, t.ct())
+	if err == nil {
+		t.isTemplate = true
+	}
+	return err
+}
+
+// convertCT turns a stopped CT into a template. A container's answer is
+// null, so the config tells when the worker is done: template: 1 and no
+// lock left.
+func (p *Provisioner) convertCT(ctx context.Context, run *flow.Run, g pve.GuestRef) error {
+	isTemplate := func(ctx context.Context) (bool, error) {
+		cfg, err := p.api.GuestConfig(ctx, g)
+		return err == nil && cfg.Get("template") == "1", err
+	}
 	var started pve.Started
-	err := t.run.Retry().Do(ctx, fmt.Sprintf("convert CT %d to a template", t.spec.VMID), func(ctx context.Context) error {
+	err := run.Retry().Do(ctx, fmt.Sprintf("convert CT %d to a template", g.VMID), func(ctx context.Context) error {
 		var err error
-		started, err = t.p.api.ConvertToTemplate(ctx, t.ct())
+		started, err = p.api.ConvertToTemplate(ctx, g)
 		return err
-	}, func(ctx context.Context, _ error) (bool, error) {
-		done, err := t.converted(ctx)
-		return done != "", err
-	})
+	}, func(ctx context.Context, _ error) (bool, error) { return isTemplate(ctx) })
 	if err != nil {
 		return err
 	}
 	if started.Task() {
-		if _, err := t.p.wait(ctx, t.spec.Node, started.UPID); err != nil {
+		if _, err := p.wait(ctx, g.Node, started.UPID); err != nil {
 			return err
 		}
 	}
 	var last pve.Config
-	err = pollUntil(ctx, t.p.opts.TaskTimeout, func(ctx context.Context) (bool, error) {
-		cfg, err := t.p.api.GuestConfig(ctx, t.ct())
+	err = pollUntil(ctx, p.opts.TaskTimeout, func(ctx context.Context) (bool, error) {
+		cfg, err := p.api.GuestConfig(ctx, g)
 		if err == nil {
 			last = cfg
 		}
@@ -543,10 +555,7 @@ func (t *templateRun) convert(ctx context.Context) error {
 	})
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("CT %d is not a template %s after POST …/template (template %q, lock %q): look for its vztemplate task in PVE's task history: %w",
-			t.spec.VMID, t.p.opts.TaskTimeout, last.Get("template"), last.Get("lock"), pve.ErrWaitTimeout)
-	}
-	if err == nil {
-		t.isTemplate = true
+			g.VMID, p.opts.TaskTimeout, last.Get("template"), last.Get("lock"), pve.ErrWaitTimeout)
 	}
 	return err
 }

@@ -62,3 +62,46 @@ func TestBenchHarnessSmoke(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchClusterSmoke runs the cluster benchmark (`make bench-cluster`)
+// on three nodes at a small scale: both runs place 9 pods on every node,
+// the shared template alone clones one pod at a time and the copies clone
+// on several nodes at once. Whether the makespan beats the one-node bound
+// is make bench-cluster's to measure, not this test's.
+func TestBenchClusterSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two simulators and child processes")
+	}
+	rep, err := bench.RunCluster(context.Background(), bench.ClusterOptions{
+		Setting: bench.Setting{Pods: 9, Clone: 3 * time.Second, Start: time.Second, Scale: 0.02,
+			RequestTime: time.Millisecond, RequestWorkers: 3},
+		Nodes:    []string{"pve", "pve2", "pve3"},
+		Cloudpod: bench.Cloudpod{Command: []string{os.Args[0]}, Env: []string{"CLOUDPODS_CLI_CHILD=1"}},
+		WorkDir:  t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(rep.Runs))
+	}
+	alone, copies := rep.Runs[0], rep.Runs[1]
+	for _, r := range rep.Runs {
+		if len(r.PodsPerNode) != 3 || math.Abs(r.Metrics.LowerBoundS-0.02*(9*3+1)) > 1e-9 || r.Metrics.Waits != 18 {
+			t.Errorf("%s: pods per node %v, lower bound %.3f s, %d waits", r.Name, r.PodsPerNode, r.Metrics.LowerBoundS, r.Metrics.Waits)
+		}
+	}
+	if alone.MaxClonesAtOnce != 1 || alone.Routes["target"] == 0 || alone.Setup != "" {
+		t.Errorf("the shared template alone: %d clones at once, routes %v, setup %q", alone.MaxClonesAtOnce, alone.Routes, alone.Setup)
+	}
+	if copies.MaxClonesAtOnce < 2 || copies.Routes["copy"] == 0 || !strings.Contains(copies.Setup, "template copy") {
+		t.Errorf("with copies: %d clones at once, routes %v, setup %q", copies.MaxClonesAtOnce, copies.Routes, copies.Setup)
+	}
+	var md bytes.Buffer
+	rep.WriteMarkdown(&md)
+	for _, want := range []string{"3-node cluster", "| makespan / one-node lower bound |", "`cloudpod template copy 9000 --all-nodes`", "--node auto"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, md.String())
+		}
+	}
+}

@@ -68,7 +68,7 @@ func newCreateCommand(g *globalOptions) *cobra.Command {
 	f.StringVar(&o.hostname, "host", "", "hostname of the new pod (RFC 1123)")
 	f.StringVar(&o.ip, "ip", "", "IPv4 address of the pod inside --prefix, e.g. 10.1.10.91, or auto (next free in --ip-range)")
 	f.IntVar(&o.template, "template", def.Template, "VMID of the golden template")
-	f.StringVar(&o.node, "node", def.Node, "PVE node")
+	f.StringVar(&o.node, "node", def.Node, "PVE node, or auto: among the online nodes the template reaches, the one with the most memory free after the pod (CPU, then storage room, break ties)")
 	f.IntVar(&o.cores, "cores", def.Cores, "CPU cores")
 	f.IntVar(&o.memory, "mem", def.MemoryMB, "memory in MB")
 	f.IntVar(&o.swap, "swap", def.SwapMB, "swap in MB")

@@ -75,7 +75,7 @@ the golden template and any VMID under 100; a guest with protection mode on. Bac
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.StringVar(&req.Node, "node", "", nodeFlagHelp)
 	f.BoolVar(&req.Force, "force", false, "really destroy (asks for the hostname on a terminal unless --yes)")
 	f.BoolVar(&yes, "yes", false, "do not ask for confirmation (scripts)")
 	f.BoolVar(&req.IgnoreOwnership, "ignore-ownership", false, "destroy even a guest without the cloudpods ownership marker")
@@ -178,7 +178,7 @@ func runDestroy(ctx context.Context, g *globalOptions, prov *provisioner.Provisi
 		return err
 	}
 	if !res.Existed {
-		fmt.Fprintf(g.stdout, "CT %d does not exist on node %s: nothing to destroy\n", req.VMID, req.Node)
+		fmt.Fprintf(g.stdout, "CT %d does not exist %s: nothing to destroy\n", req.VMID, whereText(res.Node))
 		return nil
 	}
 	line := fmt.Sprintf("%s %d %s (%s) destroyed", res.Kind.Noun(), res.VMID, res.Hostname, orNoAddress(res.IP))
@@ -253,7 +253,7 @@ snapshot), zstd, notes naming hostname, vmid and tenant. The storage's own reten
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.StringVar(&req.Node, "node", "", nodeFlagHelp)
 	f.StringVar(&req.Storage, "storage", provisioner.DefaultBackupStorage, "backup storage (vzdump-backups or t7-backup); with --list, only this one")
 	f.DurationVar(&req.LockWait, "lock-timeout", 2*time.Minute, "how long to wait for another PVE task's lock on the pod")
 	f.BoolVar(&list, "list", false, "list backups (of VMID, or all) with their notes")
@@ -388,7 +388,7 @@ One line per pod (JSON with -o json); the exit code is the worst pod's: 0 health
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&node, "node", provisioner.DefaultSpec().Node, "PVE node")
+	f.StringVar(&node, "node", "", nodeFlagHelp)
 	f.BoolVar(&all, "all", false, "check every CloudPod in the cluster")
 	f.BoolVar(&deep, "deep", false, "also check inside the pod: gateway ping, DNS, services")
 	return cmd
@@ -472,7 +472,11 @@ func printPods(g *globalOptions, pods []provisioner.Pod, name string) error {
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "VMID\t%s\tIP\tTENANT\tNODE\tSTATUS\tCREATED\n", name)
 	for _, p := range pods {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, p.Created.UTC().Format(time.RFC3339))
+		created := "-" // not known: its node is down and its config unread
+		if !p.Created.IsZero() {
+			created = p.Created.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.VMID, p.Hostname, dash(p.IP), dash(p.Tenant), p.Node, p.Status, created)
 	}
 	return tw.Flush()
 }

@@ -122,9 +122,20 @@ func (w *wizard) release() (string, int, error) {
 
 // ---- questions every kind shares ----
 
-// placeNode is the node a new guest goes to by default: the one call to
-// point at placement (--node auto) once the cluster has several.
-func (w *wizard) placeNode() string { return provisioner.DefaultSpec().Node }
+// placeNode is the node a new guest goes to by default: the one
+// placement (--node auto) chooses for a default pod from the golden
+// template; the default node when placement cannot say (no template yet).
+// The answer is a node name, so the questions after it (storages,
+// bridges) ask that node.
+func (w *wizard) placeNode() string {
+	spec := provisioner.DefaultSpec()
+	spec.Node = provisioner.AutoNode
+	pl, err := w.prov.Place(w.ctx, spec)
+	if err != nil {
+		return provisioner.DefaultSpec().Node
+	}
+	return pl.Node
+}
 
 func (w *wizard) next() (int, netip.Addr, error) {
 	type lease struct {

@@ -15,7 +15,8 @@ import (
 // the examples that run against the simulator with its golden template.
 // The sections from "## Storages" to "## Connecting to a real PVE" start
 // from a node without it (template build makes it) and fetch from
-// loopback mirrors: TestReadmeExamplesRun runs those.
+// loopback mirrors: TestReadmeExamplesRun runs those; "## Clusters" wants
+// a cluster: TestReadmeClusterExamples.
 func readmeBlocks(t *testing.T) []string {
 	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
@@ -28,6 +29,10 @@ func readmeBlocks(t *testing.T) []string {
 		t.Fatal("README has no sections from \"## Storages\" to \"## Connecting to a real PVE\"")
 	}
 	text = text[:i] + text[j:]
+	// "## Clusters" runs on three nodes: TestReadmeClusterExamples.
+	if i, j := strings.Index(text, "\n## Clusters\n"), strings.Index(text, "\n### Makespan on three nodes\n"); i >= 0 && j > i {
+		text = text[:i] + text[j:]
+	}
 	var out []string
 	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(text, -1) {
 		if regexp.MustCompile(`(?m)^(cloudpod|curl) `).MatchString(m[1]) {

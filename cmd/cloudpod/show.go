@@ -27,7 +27,7 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			}
 			info, err := prov.Inspect(cmd.Context(), node, vmid)
 			if provisioner.KindOf(err) == provisioner.KindNotFound {
-				return fmt.Errorf("CT %d does not exist on node %s.%w", vmid, node, quiet{err})
+				return fmt.Errorf("CT %d does not exist %s.%w", vmid, whereText(info.Node), quiet{err})
 			}
 			if err != nil {
 				return err
@@ -35,7 +35,7 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			cfg := info.Config
 			marker, ours := provisioner.ParseMarker(cfg.Get("description"))
 			if g.output == "json" {
-				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "kind": info.Kind, "node": node, "config": cfg.Values, "marker": marker,
+				writeJSON(g.stdout, map[string]interface{}{"vmid": vmid, "kind": info.Kind, "node": info.Node, "config": cfg.Values, "marker": marker,
 					"ours": ours, "backups": info.Backups, "snapshots": info.Snapshots})
 				return nil
 			}
@@ -59,8 +59,19 @@ func newShowCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&node, "node", "pve", "PVE node")
+	cmd.Flags().StringVar(&node, "node", "", nodeFlagHelp)
 	return cmd
+}
+
+// nodeFlagHelp is --node of the commands that find a guest themselves.
+const nodeFlagHelp = "PVE node the guest is on (default: wherever the cluster has it)"
+
+// whereText is "on node pve", or "in the cluster" without a node.
+func whereText(node string) string {
+	if node == "" {
+		return "in the cluster"
+	}
+	return "on node " + node
 }
 
 func orNone(l []string) string {

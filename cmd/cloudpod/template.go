@@ -16,7 +16,7 @@ func newTemplateCommand(g *globalOptions) *cobra.Command {
 		Use:   "template",
 		Short: "Container templates: PVE's catalogue, downloads with checksums, and the golden template CT 9000",
 	}
-	cmd.AddCommand(newTemplateListCommand(g), newTemplateDownloadCommand(g))
+	cmd.AddCommand(newTemplateListCommand(g), newTemplateDownloadCommand(g), newTemplateCopyCommand(g))
 	for _, sub := range templateGoldenCommands(g) {
 		cmd.AddCommand(sub)
 	}

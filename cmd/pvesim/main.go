@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,10 @@ type options struct {
 	guestCache      string
 	mirror          string
 	noTemplate      bool
+	nodes           []string
+	nodeSpecs       []string
+	templateStorage string
+	offline         []string
 }
 
 func main() {
@@ -97,6 +102,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.guestCache, "guest-cache", "", "with --guests lxc: where built template root filesystems are kept (default /var/cache/cloudpods/pvesim)")
 	fs.StringVar(&o.mirror, "mirror", "", "with --guests lxc: the Debian mirror to build the template from (default: the one the host's apt sources name)")
 	fs.BoolVar(&o.noTemplate, "no-template", false, "start without the golden template CT 9000 and its Ubuntu 24.04 archive, as before `cloudpod template build`")
+	fs.StringSliceVar(&o.nodes, "nodes", []string{"pve"}, "the cluster's nodes, comma-separated; more than one forms a cluster, each node with its own pveproxy (the first on --listen), its local storages and the shared ceph-pods, the template on ceph-pods")
+	fs.StringArrayVar(&o.nodeSpecs, "node-spec", nil, "a node's hardware and load, NODE=cpus=N,memory=SIZE,used=SIZE,cpu=FRACTION, e.g. pve2=memory=256G,used=40G (repeatable; default 16 CPUs, 128G, 9G used)")
+	fs.StringVar(&o.templateStorage, "template-storage", "", "storage of the template CT 9000: clients-main (the default on one node) or ceph-pods (the default on a cluster)")
+	fs.StringArrayVar(&o.offline, "offline", nil, "start with this node offline: powered off, calls through another node fail with 595 No route to host (repeatable)")
 	fs.StringVar(&o.envFile, "env-file", "", "also write PVE_URL, PVE_TOKEN_ID, PVE_TOKEN_SECRET and PVE_FINGERPRINT to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -124,6 +133,7 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 		GuestCache:      o.guestCache,
 		Mirror:          o.mirror,
 		NoTemplate:      o.noTemplate,
+		TemplateStorage: o.templateStorage,
 		Logger:          log,
 		Tokens:          []pvesim.Token{{ID: o.tokenID, Secret: o.tokenSecret}},
 	}
@@ -133,6 +143,11 @@ func (o options) config(log logrus.FieldLogger) (pvesim.Config, []string, error)
 	if len(o.taskDurations) > 0 {
 		cfg.TaskDurations = map[string]time.Duration{}
 	}
+	nodes, err := nodeSpecs(o.nodes, o.nodeSpecs)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cfg.Nodes = nodes
 	for _, td := range o.taskDurations {
 		typ, dur, ok := strings.Cut(td, "=")
 		d, err := time.ParseDuration(dur)
@@ -198,6 +213,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "PVE %s simulator (%s) at %s\n", sim.Version(), sim.PackageSummary(), sim.URL())
+	if nodes := sim.Nodes(); len(nodes) > 1 {
+		for _, n := range nodes {
+			fmt.Fprintf(stdout, "node %s: %s\n", n, sim.NodeURL(n))
+		}
+	}
+	for _, n := range o.offline {
+		if err := sim.SetNodeState(n, pvesim.NodeOffline); err != nil {
+			_ = sim.Close()
+			return err
+		}
+		fmt.Fprintf(stdout, "node %s: offline\n", n)
+	}
 	fmt.Fprintf(stdout, "certificate fingerprint: %s\n", sim.Fingerprint())
 	fmt.Fprintf(stdout, "Authorization: PVEAPIToken=%s=%s\n", o.tokenID, o.tokenSecret)
 	for _, l := range logins {
@@ -234,4 +261,64 @@ func randomUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// nodeSpecs reads --nodes and --node-spec.
+func nodeSpecs(names, specs []string) ([]pvesim.NodeSpec, error) {
+	out := make([]pvesim.NodeSpec, len(names))
+	index := map[string]int{}
+	for i, n := range names {
+		out[i].Name = strings.TrimSpace(n)
+		index[out[i].Name] = i
+	}
+	for _, spec := range specs {
+		name, kvs, ok := strings.Cut(spec, "=")
+		i, known := index[name]
+		if !ok || !known {
+			return nil, fmt.Errorf("--node-spec %q: want NODE=cpus=N,memory=SIZE,used=SIZE,cpu=FRACTION for a node of --nodes", spec)
+		}
+		for _, kv := range strings.Split(kvs, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			var err error
+			switch k {
+			case "cpus":
+				out[i].CPUs, err = strconv.Atoi(v)
+			case "memory":
+				out[i].Memory, err = parseBytes(v)
+			case "used":
+				out[i].MemoryUsed, err = parseBytes(v)
+			case "cpu":
+				out[i].CPU, err = strconv.ParseFloat(v, 64)
+			default:
+				err = fmt.Errorf("unknown key")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("--node-spec %q: %s=%q: want cpus=N, memory=SIZE, used=SIZE (e.g. 256G) or cpu=FRACTION", spec, k, v)
+			}
+		}
+	}
+	return out, nil
+}
+
+// parseBytes reads 512M, 128G, 1T or bytes.
+func parseBytes(v string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(v, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(v, "G"):
+		mult = 1 << 30
+	case strings.HasSuffix(v, "T"):
+		mult = 1 << 40
+	}
+	if mult != 1 {
+		v = v[:len(v)-1]
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a size")
+	}
+	return n * mult, nil
 }

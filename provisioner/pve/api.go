@@ -23,6 +23,13 @@ type API interface {
 	Guests(ctx context.Context) ([]Guest, error)
 	// VMIDFree asks /cluster/nextid?vmid= whether vmid is unused cluster-wide.
 	VMIDFree(ctx context.Context, vmid int) (bool, error)
+	// Nodes lists the cluster's nodes with their load (cluster/resources
+	// type=node), offline ones included.
+	Nodes(ctx context.Context) ([]Node, error)
+	// MigrateGuest moves a guest to another node (POST …/migrate; offline,
+	// a running container with restart); the answer names the vzmigrate
+	// or qmigrate task, which runs on the guest's node.
+	MigrateGuest(ctx context.Context, g GuestRef, target string, opts MigrateOptions) (string, error)
 
 	GuestConfig(ctx context.Context, g GuestRef) (Config, error)
 	// UpdateGuestConfig is PVE's synchronous PUT …/config: the change is
@@ -209,6 +216,34 @@ type Guest struct {
 	MaxCPU  float64
 	MaxMem  int64
 	MaxDisk int64
+	// Mem is what it uses now (bytes).
+	Mem int64
+}
+
+// Node is one row of cluster/resources type=node. The figures are PVE's
+// RRD values (about 10 s old) and absent (zero) for an offline node or a
+// token without Sys.Audit on /nodes/{node}.
+type Node struct {
+	Name string
+	// Status is online, offline or unknown.
+	Status string
+	// CPU is the share of MaxCPU in use, 0 to 1.
+	CPU    float64
+	MaxCPU int
+	Mem    int64
+	MaxMem int64
+}
+
+// Online says the node is in the quorum and answering.
+func (n Node) Online() bool { return n.Status == "online" }
+
+type MigrateOptions struct {
+	// Restart shuts a running container down, moves it and starts it on
+	// the target (containers have no live migration).
+	Restart bool
+	// TargetStorage maps the guest's local volumes to a storage of the
+	// target ("" keeps each on the storage of the same name).
+	TargetStorage string
 }
 
 // Config is a guest's configuration as PVE stores it, values as strings.
@@ -252,6 +287,9 @@ type CloneOptions struct {
 	Storage     string
 	Full        bool
 	Pool        string
+	// Target is the node the clone ends up on; "" is the source's node.
+	// PVE allows another node only when the clone lands on shared storage.
+	Target string
 }
 
 type ConfigUpdate struct {

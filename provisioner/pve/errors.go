@@ -43,6 +43,11 @@ var (
 	ErrConsoleTicket = errors.New("PVE refused the console ticket")
 	// ErrTaskFailed: a worker task ended with an error exit status.
 	ErrTaskFailed = errors.New("task failed")
+	// ErrNodeUnreachable: the node a call was forwarded to could not be
+	// reached (pveproxy's 595 with the connect error: "No route to host" of
+	// a node that is down, "Connection refused" of one whose pveproxy is
+	// stopped). The call never got there.
+	ErrNodeUnreachable = errors.New("node unreachable")
 	// ErrAgentNotRunning: a VM's guest agent does not answer (yet): PVE's
 	// "QEMU guest agent is not running", or QEMU's "got timeout" while it
 	// starts (qemu-server QemuServer/Agent.pm).
@@ -95,6 +100,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == 400
 	case ErrMaybeApplied:
 		return e.Status == 595 || e.Status == 596
+	case ErrNodeUnreachable:
+		return e.Status == 595 && ConnectError(msg)
 	case ErrNotFound:
 		return e.Status == 404 ||
 			(e.Status == 500 && (strings.Contains(msg, "does not exist") || strings.Contains(msg, "no such"))) ||
@@ -141,6 +148,15 @@ func (e *APIError) Object() string {
 // invalid PVEVNC ticket".
 func isConsoleTicketMessage(msg string) bool {
 	return strings.Contains(msg, "invalid pvevnc ticket")
+}
+
+// ConnectError recognises the connect errors AnyEvent::HTTP reports as
+// 595 (pve-http-server proxy_request) when pveproxy cannot reach the node
+// it forwards a call to: the call never reached it.
+func ConnectError(reason string) bool {
+	msg := strings.ToLower(reason)
+	return strings.Contains(msg, "no route to host") || strings.Contains(msg, "connection refused") ||
+		strings.Contains(msg, "network is unreachable") || strings.Contains(msg, "host is down")
 }
 
 // transientStatus: what a proxy in front of PVE answers when it is

@@ -99,9 +99,13 @@ type Fake struct {
 	// has pvesim's 16 CPUs and 128 GiB.
 	NodeCPUs   int
 	NodeMemory int64
-	// StorageList and Bridges are every node's storages and bridges.
-	StorageList []pve.Storage
-	Bridges     []pve.HostInterface
+	// StorageList and Bridges are every node's storages and bridges;
+	// NodeStorageList, where it has a node, that node's storages instead.
+	StorageList     []pve.Storage
+	NodeStorageList map[string][]pve.Storage
+	Bridges         []pve.HostInterface
+	// NodeUse is what each node's host uses by itself (bytes of memory).
+	NodeUse map[string]int64
 	// ConsoleRefusesTokens makes every console attach fail as on a PVE
 	// whose termproxy refuses API-token tickets.
 	ConsoleRefusesTokens bool
@@ -245,7 +249,7 @@ func (f *Fake) Mutations(since int) []string {
 		switch c.Method {
 		case "CloneGuest", "UpdateGuestConfig", "UpdateGuestConfigAsync", "StartGuest", "ShutdownGuest", "StopGuest",
 			"DeleteGuest", "ConvertToTemplate", "Backup", "CreateGuest", "DownloadAppliance", "DownloadURL", "UploadFile", "DeleteVolume",
-			"ResizeDisk", "AgentExec":
+			"ResizeDisk", "AgentExec", "MigrateGuest":
 			out = append(out, c.String())
 		}
 	}
@@ -378,7 +382,7 @@ func (f *Fake) Storages(ctx context.Context, node string) ([]pve.Storage, error)
 	if err, _ := f.enter("Storages", pve.GuestRef{}, node); err != nil {
 		return nil, err
 	}
-	return append([]pve.Storage(nil), f.StorageList...), nil
+	return append([]pve.Storage(nil), f.storagesOf(node)...), nil
 }
 
 func (f *Fake) NetworkInterfaces(ctx context.Context, node string) ([]pve.HostInterface, error) {
@@ -405,8 +409,12 @@ func (f *Fake) Guests(ctx context.Context) ([]pve.Guest, error) {
 		// As PVE's status daemon reports them: the config's CPUs and memory.
 		cores, _ := strconv.ParseFloat(g.Config["cores"], 64)
 		mem, _ := strconv.ParseInt(g.Config["memory"], 10, 64)
-		out = append(out, pve.Guest{VMID: g.VMID, Type: g.Kind, Node: g.Node, Name: name, Status: g.Status,
-			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"], MaxCPU: cores, MaxMem: mem << 20})
+		row := pve.Guest{VMID: g.VMID, Type: g.Kind, Node: g.Node, Name: name, Status: g.Status,
+			Template: g.Config["template"] == "1", Lock: g.Config["lock"], Tags: g.Config["tags"], MaxCPU: cores, MaxMem: mem << 20}
+		if g.Status == "running" {
+			row.Mem = mem << 20 / 4 // what a fresh pod touches, as Nodes counts it
+		}
+		out = append(out, row)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VMID < out[j].VMID })
 	return out, nil
@@ -599,6 +607,9 @@ func (f *Fake) CloneGuest(ctx context.Context, source pve.GuestRef, o pve.CloneO
 		return "", refused("POST", source, "/clone", fmt.Sprintf("unable to create %s %d - %s %d already exists on node '%s'",
 			source.Kind.Noun(), o.NewID, source.Kind.Noun(), o.NewID, source.Node))
 	}
+	if err := f.cloneTarget(source, src, o); err != nil {
+		return "", err
+	}
 	typ := "vzclone"
 	if source.Kind == pve.QEMU {
 		typ = "qmclone"
@@ -625,6 +636,9 @@ func (f *Fake) CloneGuest(ctx context.Context, source pve.GuestRef, o pve.CloneO
 			}
 		}
 		g.Snapshots = nil
+		if o.Target != "" {
+			g.Node = o.Target
+		}
 		f.guests[o.NewID] = &g
 	}
 	return answer(upid, after)

@@ -251,10 +251,13 @@ type podDetail struct {
 
 // inspectPod reads a CloudPod; a guest without our marker is not one.
 func (s *Server) inspectPod(w http.ResponseWriter, r *http.Request, vmid int, notOurs int) (provisioner.DestroyResult, provisioner.Marker, bool) {
-	node := s.opts.Defaults.Node
-	info, err := s.flows.Inspect(r.Context(), node, vmid)
+	info, err := s.flows.Inspect(r.Context(), "", vmid) // wherever the cluster has it
 	if provisioner.KindOf(err) == provisioner.KindNotFound {
-		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("CT %d does not exist on node %s", vmid, node), kind: kindNotFound})
+		where := "in the cluster"
+		if info.Node != "" {
+			where = "on node " + info.Node
+		}
+		writeError(w, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("CT %d does not exist %s", vmid, where), kind: kindNotFound})
 		return info, provisioner.Marker{}, false
 	}
 	if err != nil {
@@ -394,7 +397,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	h, err := s.flows.Health(r.Context(), s.opts.Defaults.Node, vmid, deep)
+	h, err := s.flows.Health(r.Context(), "", vmid, deep) // wherever the cluster has it
 	if err != nil {
 		s.flowError(w, fmt.Sprintf("checking CT %d", vmid), err)
 		return

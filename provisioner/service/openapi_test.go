@@ -193,6 +193,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Check", provisioner.Check{}, true, nil},
 		{"ConsolePath", provisioner.ConsolePath{}, true, nil},
 		{"CreateResult", provisioner.CreateResult{}, true, nil},
+		{"Placement", provisioner.Placement{}, true, nil},
+		{"NodeFit", provisioner.NodeFit{}, true, nil},
 		{"DestroyResult", provisioner.DestroyResult{}, true, nil},
 		{"Backup", provisioner.Backup{}, true, nil},
 		{"Pod", provisioner.Pod{}, true, nil},

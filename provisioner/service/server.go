@@ -331,7 +331,7 @@ func (s *Server) runJob(ctx context.Context, id string) {
 // execute runs the job's flow: the same provisioner call the CLI makes.
 func (s *Server) execute(ctx context.Context, job *Job) (any, error) {
 	rep := provisioner.ReporterFunc(func(e provisioner.Event) { s.recordEvent(job.ID, job.Kind, e) })
-	node := s.opts.Defaults.Node
+	node := "" // destroy and backup find the pod on whatever node it lives
 	switch job.Kind {
 	case KindCreate:
 		// The job id is the run id, so a job resumed after a restart may

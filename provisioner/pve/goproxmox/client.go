@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -282,6 +283,7 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 		MaxCPU   flexFloat `json:"maxcpu"`
 		MaxMem   flexInt64 `json:"maxmem"`
 		MaxDisk  flexInt64 `json:"maxdisk"`
+		Mem      flexInt64 `json:"mem"`
 	}
 	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "vm"}, &raw); err != nil {
 		return nil, err
@@ -290,8 +292,28 @@ func (c *Client) Guests(ctx context.Context) ([]pve.Guest, error) {
 	for _, g := range raw {
 		out = append(out, pve.Guest{VMID: int(g.VMID), Type: pve.GuestKind(g.Type), Node: g.Node, Name: g.Name, Status: g.Status,
 			Template: g.Template == 1, Lock: g.Lock, Tags: g.Tags, Uptime: time.Duration(g.Uptime) * time.Second,
-			MaxCPU: float64(g.MaxCPU), MaxMem: int64(g.MaxMem), MaxDisk: int64(g.MaxDisk)})
+			MaxCPU: float64(g.MaxCPU), MaxMem: int64(g.MaxMem), MaxDisk: int64(g.MaxDisk), Mem: int64(g.Mem)})
 	}
+	return out, nil
+}
+
+func (c *Client) Nodes(ctx context.Context) ([]pve.Node, error) {
+	var raw []struct {
+		Node   string    `json:"node"`
+		Status string    `json:"status"`
+		CPU    float64   `json:"cpu"`
+		MaxCPU flexInt   `json:"maxcpu"`
+		Mem    flexInt64 `json:"mem"`
+		MaxMem flexInt64 `json:"maxmem"`
+	}
+	if err := c.call(ctx, "GET", "/cluster/resources", map[string]string{"type": "node"}, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]pve.Node, 0, len(raw))
+	for _, n := range raw {
+		out = append(out, pve.Node{Name: n.Node, Status: n.Status, CPU: n.CPU, MaxCPU: int(n.MaxCPU), Mem: int64(n.Mem), MaxMem: int64(n.MaxMem)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 

@@ -214,7 +214,25 @@ func (c *Client) CloneGuest(ctx context.Context, source pve.GuestRef, o pve.Clon
 		p["full"] = "1"
 		setIf(p, "storage", o.Storage) // PVE refuses storage for linked clones
 	}
+	if o.Target != source.Node {
+		setIf(p, "target", o.Target)
+	}
 	return c.task(ctx, "POST", source, "/clone", p)
+}
+
+func (c *Client) MigrateGuest(ctx context.Context, g pve.GuestRef, target string, o pve.MigrateOptions) (string, error) {
+	p := map[string]string{"target": target}
+	if o.Restart && g.Kind == pve.LXC {
+		p["restart"] = "1"
+	}
+	if o.TargetStorage != "" {
+		key := "target-storage"
+		if g.Kind == pve.QEMU {
+			key = "targetstorage"
+		}
+		p[key] = o.TargetStorage
+	}
+	return c.task(ctx, "POST", g, "/migrate", p)
 }
 
 func (c *Client) StartGuest(ctx context.Context, g pve.GuestRef) (string, error) {

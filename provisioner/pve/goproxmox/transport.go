@@ -109,7 +109,9 @@ func formatFingerprint(b []byte) string {
 // checkRetry is the transport half of the retry policy
 // (docs/retry-policy.md): idempotent requests only, on network errors
 // (timeouts included; a certificate that failed verification is final), 429, 502/503/504, and 595/596 (pveproxy lost its
-// backend: for a read, harmless to repeat). PVE's 500s carry a message and
+// backend: for a read, harmless to repeat) — but not a 595 that says pveproxy could not connect to the node the
+// call is for (No route to host, Connection refused): that node is down, and asking again at once finds it down
+// again (pve.ErrNodeUnreachable; the commands then report its guests unknown). PVE's 500s carry a message and
 // are judged per operation (pve.RetryPolicy), as is every non-idempotent
 // request.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
@@ -125,7 +127,9 @@ func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, erro
 		return certificateError(err) == nil, nil
 	}
 	switch resp.StatusCode {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 595, 596:
+	case 595:
+		return !pve.ConnectError(resp.Status), nil
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 596:
 		return true, nil
 	}
 	return false, nil
