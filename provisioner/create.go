@@ -72,6 +72,8 @@ type CreateRequest struct {
 	// job) passes the same id, so the resumed run may roll back what its
 	// earlier attempt cloned.
 	RunID string
+	// turn orders a batch's reservations (batch.go); nil outside one.
+	turn *batchTurn
 }
 
 // CreateResult is what create reports.

@@ -40,6 +40,10 @@ func (r *createRun) reserve(ctx context.Context) error {
 	if r.existing != nil {
 		return r.adoptLease(ctx)
 	}
+	if err := r.req.turn.wait(ctx); err != nil {
+		return err
+	}
+	defer r.req.turn.pass()
 	// What has been read of the cluster since preflight, at no cost: the
 	// listing preflight took, the configs read meanwhile.
 	if err := r.view.look(ctx, r.looking(time.Time{}, true)); err != nil {

@@ -1,0 +1,53 @@
+package provisioner_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/migrahosting/cloudpods/provisioner"
+)
+
+// A batch whose VMIDs and addresses IPAM picks hands them out in the
+// batch's order (pod-01 the lowest), whatever order its pods' goroutines
+// run in, and with fewer slots than pods; a pod that fails before it
+// reserves does not hold the others up.
+func TestBatchReservesInOrder(t *testing.T) {
+	for _, concurrency := range []int{1, 3, 8} {
+		t.Run(fmt.Sprintf("concurrency %d", concurrency), func(t *testing.T) {
+			env := newFastEnv(t)
+			p := env.provisioner(provisioner.Options{})
+			var reqs []provisioner.CreateRequest
+			for i := 1; i <= 8; i++ {
+				spec := autoSpec(fmt.Sprintf("pod-%02d", i))
+				if i == 3 {
+					spec.Template = 4242 // no such template: fails in preflight, before reserving
+				}
+				reqs = append(reqs, provisioner.CreateRequest{Spec: spec})
+			}
+			results := p.CreateBatch(context.Background(), reqs, concurrency)
+			lastVMID, lastIP := 0, netip.Prefix{}
+			for _, res := range results {
+				if res.Index == 2 {
+					if res.Err == nil {
+						t.Fatalf("pod-03 with a missing template succeeded")
+					}
+					continue
+				}
+				if res.Err != nil {
+					t.Fatalf("%s: %v", reqs[res.Index].Spec.Hostname, res.Err)
+				}
+				r := res.Result
+				ip, err := netip.ParsePrefix(r.IP)
+				if err != nil {
+					t.Fatalf("%s: address %q: %v", r.Hostname, r.IP, err)
+				}
+				if r.VMID <= lastVMID || (lastIP.IsValid() && ip.Addr().Compare(lastIP.Addr()) <= 0) {
+					t.Errorf("%s got CT %d %s after CT %d %s: not in the batch's order", r.Hostname, r.VMID, ip, lastVMID, lastIP)
+				}
+				lastVMID, lastIP = r.VMID, ip
+			}
+		})
+	}
+}
