@@ -189,7 +189,7 @@ func TestGuestLeaseDryRuns(t *testing.T) {
 }
 
 // TestVMCreateLeases: vm create holds its cloud-init address like a CT;
-// a pod asking for it meanwhile is refused.
+// a pod asking for it meanwhile is refused; destroy gives it back.
 func TestVMCreateLeases(t *testing.T) {
 	env, _ := vmFastEnv(t)
 	prov := env.provisioner(provisioner.Options{})
@@ -204,6 +204,12 @@ func TestVMCreateLeases(t *testing.T) {
 	_, err := env.alloc.Reserve(ctx, ipam.Request{Hostname: "pod1", Owner: provisioner.LeaseOwner("", "pod1"), IP: netip.MustParseAddr("10.1.10.150")})
 	if err == nil {
 		t.Error("IPAM handed the VM's address to a pod")
+	}
+	if _, err := prov.Destroy(ctx, provisioner.DestroyRequest{Node: "pve", VMID: 500, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.lease(t, "10.1.10.150"); got != ipam.StateReleased {
+		t.Errorf("after destroy, the lease of 10.1.10.150 is %q", got)
 	}
 }
 
