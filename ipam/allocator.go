@@ -116,9 +116,20 @@ type Request struct {
 	// Guests are PVE's guests as the caller has just read them (a create's
 	// preflight did); nil means ask the Inventory.
 	Guests []Guest
+	// OwnVMID: VMID is the guest's own, chosen by whoever makes it (ct
+	// create, a VM), not one this pool hands out: the VMID range does not
+	// apply, and the guest may hold several addresses — its other leases
+	// (same owner, hostname and VMID) are its own, not in use against it.
+	OwnVMID bool
 }
 
 func (r Request) keyed() bool { return r.Owner != "" || r.Hostname != "" }
+
+// sibling reports whether l is another address of the guest an OwnVMID
+// request asks for.
+func (r Request) sibling(l Lease) bool {
+	return r.OwnVMID && r.keyed() && l.Owner == r.Owner && l.Hostname == r.Hostname && l.VMID == r.VMID && l.IP != r.IP
+}
 
 // Reserve hands out an address and a VMID, both free in the registry and on
 // every PVE guest. Explicit ones are checked and taken, or refused with
@@ -216,7 +227,7 @@ func (a *Allocator) checkRange(req Request) error {
 		return fmt.Errorf("address %s is not allocatable in pool %s (range %s-%s, gateway and reserved excluded): %w",
 			req.IP, a.pool.Name, a.pool.First, a.pool.Last, ErrOutOfRange)
 	}
-	if req.VMID != 0 && !a.vmids.Contains(req.VMID) {
+	if req.VMID != 0 && !req.OwnVMID && !a.vmids.Contains(req.VMID) {
 		return fmt.Errorf("vmid %d is outside %s: %w", req.VMID, a.vmids, ErrOutOfRange)
 	}
 	return nil
@@ -289,7 +300,7 @@ func (a *Allocator) Adopt(ctx context.Context, req Request) (Lease, error) {
 		for i := range reg.Leases {
 			l := &reg.Leases[i]
 			sameKey := req.keyed() && l.Owner == req.Owner && l.Hostname == req.Hostname && l.State == StateReserved
-			if l.Pool != a.pool.Name || (l.IP != req.IP && l.VMID != req.VMID && !sameKey) || l.State == StateReleased {
+			if l.Pool != a.pool.Name || (l.IP != req.IP && l.VMID != req.VMID && !sameKey) || l.State == StateReleased || req.sibling(*l) {
 				continue
 			}
 			if keep < 0 && l.IP == req.IP && l.VMID == req.VMID && l.Owner == req.Owner && l.Hostname == req.Hostname {
@@ -517,7 +528,7 @@ func (a *Allocator) findKey(reg *Registry, req Request, now time.Time) (int, boo
 		if (!req.IP.IsValid() || req.IP == l.IP) && (req.VMID == 0 || req.VMID == l.VMID) {
 			return i, true
 		}
-		if l.State == StateReserved {
+		if l.State == StateReserved && !req.sibling(l) {
 			other = i
 		}
 	}
@@ -586,7 +597,7 @@ func (a *Allocator) occupancy(ctx context.Context, reg *Registry, guests []Guest
 		if l.IP.IsValid() {
 			used.addrs[l.IP] = desc
 		}
-		if l.VMID != 0 {
+		if l.VMID != 0 && !req.sibling(l) {
 			used.vmids[l.VMID] = desc
 		}
 	}

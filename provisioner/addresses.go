@@ -37,6 +37,9 @@ type AddressRequest struct {
 	// Guests are the cluster's guests as the flow just read them; nil
 	// lets IPAM read them.
 	Guests []ipam.Guest
+	// OwnVMID: VMID is the guest's own (ct create, a VM), not one IPAM
+	// hands out; the guest may lease several addresses (ipam.Request).
+	OwnVMID bool
 }
 
 type AddressLease struct {

@@ -243,6 +243,8 @@ type ctRun struct {
 	fetchArchive, archiveMissing bool
 	// pickTemplate: an empty OSTemplate is picked in preflight.
 	pickTemplate bool
+	// leases are the CT's addresses in IPAM (guestlease.go).
+	leases *guestLeases
 }
 
 func (p *Provisioner) newCTRun(req CTRequest, command string) *ctRun {
@@ -258,14 +260,30 @@ func (p *Provisioner) newCTRun(req CTRequest, command string) *ctRun {
 	r.run = p.newRun(flow.Options{Kind: pve.LXC, VMID: func() int { return r.spec.VMID }, Reporter: req.Reporter, Stop: req.Stop,
 		UndoBudget: p.opts.TaskTimeout + time.Minute, Nothing: "nothing was created",
 		Audit: func(err error, took time.Duration) { r.audit(command, took, err) }})
+	r.leases = p.newGuestLeases(r.run, r.leaseAsk)
 	return r
+}
+
+// leaseAsk is what the CT asks of IPAM: its static addresses.
+func (r *ctRun) leaseAsk() guestAsk {
+	a := guestAsk{vmid: r.spec.VMID, hostname: r.spec.Hostname, tenant: r.spec.Tenant, static: r.spec.staticAddrs(),
+		existing: r.existing != nil, where: "ip= in --net"}
+	for _, n := range r.spec.NICs {
+		switch n.IP {
+		case "dhcp":
+			a.aside = append(a.aside, n.Name+" by DHCP")
+		case "manual":
+			a.aside = append(a.aside, n.Name+"'s address is set inside the guest")
+		}
+	}
+	return a
 }
 
 func (r *ctRun) ct() pve.GuestRef { return pve.CT(r.spec.Node, r.spec.VMID) }
 
 // ctSteps is ct create's step order.
 func (r *ctRun) ctSteps() []flow.Step {
-	return []flow.Step{r.validateStep(), r.preflightStep(), r.createStep(), r.startStep(), r.networkStep(), r.verifyStep(), r.finalizeStep()}
+	return []flow.Step{r.validateStep(), r.preflightStep(), r.leases.step(), r.createStep(), r.startStep(), r.networkStep(), r.verifyStep(), r.finalizeStep()}
 }
 
 // CreateCT makes a container from an OS template, or converges one an

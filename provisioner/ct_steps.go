@@ -324,10 +324,14 @@ func (r *ctRun) finalized(ctx context.Context) (string, error) {
 	return r.p.finalizedGuest(ctx, r.ct())
 }
 
-// finalize marks the CT ready in its marker.
+// finalize marks the CT ready in its marker and assigns its leases.
 func (r *ctRun) finalize(ctx context.Context) error {
 	r.res.Changed = true
-	return r.p.markReady(ctx, r.run, r.ct(), r.spec.description)
+	if err := r.p.markReady(ctx, r.run, r.ct(), r.spec.description); err != nil {
+		return err
+	}
+	r.leases.assign(ctx)
+	return nil
 }
 
 // staticAddrs are the spec's static IPv4 addresses.

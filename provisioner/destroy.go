@@ -284,8 +284,6 @@ func (d *destroyRun) nothingLeased(context.Context) (string, error) {
 		return fmt.Sprintf("CT %d does not exist", d.req.VMID), nil
 	case d.p.opts.Addresses == nil:
 		return "no IPAM configured", nil
-	case d.g.Kind == pve.QEMU:
-		return "a VM's address is its own (cloud-init), not IPAM's", nil
 	case !d.ip.IsValid():
 		return fmt.Sprintf("%s has no address", d.g), nil
 	}

@@ -42,9 +42,15 @@ func (r *createRun) finalize(ctx context.Context) error {
 		}
 	}
 	if r.lease != nil {
-		if err := r.p.opts.Addresses.Assign(ctx, *r.lease); err != nil {
-			r.run.Warn(fmt.Sprintf("IPAM: marking %s assigned failed: %v", r.lease.IP, err))
-		}
+		r.p.assignLease(ctx, r.run, *r.lease)
 	}
 	return nil
+}
+
+// assignLease marks a lease assigned once its guest is made; a failure is
+// a warning (the guest is there either way; ip sync records it).
+func (p *Provisioner) assignLease(ctx context.Context, run *flow.Run, l AddressLease) {
+	if err := p.opts.Addresses.Assign(ctx, l); err != nil {
+		run.Warn(fmt.Sprintf("IPAM: marking %s assigned failed: %v", l.IP, err))
+	}
 }

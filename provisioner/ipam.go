@@ -30,7 +30,7 @@ func (i IPAM) Adopt(ctx context.Context, req AddressRequest) (AddressLease, erro
 }
 
 func ipamRequest(req AddressRequest) ipam.Request {
-	return ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID, Guests: req.Guests}
+	return ipam.Request{Hostname: req.Hostname, Tenant: req.Tenant, Owner: req.Owner, IP: req.IP, VMID: req.VMID, Guests: req.Guests, OwnVMID: req.OwnVMID}
 }
 
 func leaseOf(l ipam.Lease, err error) (AddressLease, error) {

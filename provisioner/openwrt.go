@@ -104,13 +104,26 @@ func (p *Provisioner) newOpenWrtRun(req OpenWrtRequest) *openwrtRun {
 	r := p.newCTRun(CTRequest{Spec: req.Spec.ctSpec(), DHCPWait: req.WANWait, KeepOnFailure: req.KeepOnFailure, Reporter: req.Reporter,
 		Stop: req.Stop, Requester: req.Requester}, "openwrt create")
 	r.pickTemplate = true
+	r.leases.ask = routerLeases(r.leases.ask, req.Spec.LANAddress)
 	return &openwrtRun{ctRun: r, ospec: req.Spec}
+}
+
+// routerLeases is a router's ask of IPAM: what its cards have (nothing
+// static: the WAN asks DHCP from inside), and its LAN, its own network,
+// left alone.
+func routerLeases(ask func() guestAsk, lan string) func() guestAsk {
+	return func() guestAsk {
+		a := ask()
+		a.aside = []string{"the WAN asks DHCP and the LAN address " + lan + " is the router's own network, both set inside the router"}
+		return a
+	}
 }
 
 func (o *openwrtRun) steps() []flow.Step {
 	return []flow.Step{
 		{Name: StepValidate, ReadOnly: true, Run: o.validate},
 		{Name: StepPreflight, ReadOnly: true, Run: o.preflight},
+		o.leases.step(),
 		o.createStep(),
 		o.startStep(),
 		{Name: StepUCI, Run: o.configure, Plan: o.planConfigure},

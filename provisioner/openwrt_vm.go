@@ -139,6 +139,7 @@ func (p *Provisioner) newOpenWrtVMRun(req OpenWrtVMRequest) *openwrtVMRun {
 	r := p.newVMRun(VMRequest{Spec: vs, KeepOnFailure: req.KeepOnFailure, Reporter: req.Reporter, Stop: req.Stop, Requester: req.Requester,
 		AgentWait: req.WANWait}, "openwrt vm")
 	r.router = true
+	r.leases.ask = routerLeases(r.leases.ask, s.LANAddress)
 	o := &openwrtVMRun{vmRun: r, ospec: s, mirror: openwrtMirror{base: s.Mirror, http: req.HTTP}}
 	o.req.AgentWait = req.WANWait
 	return o
@@ -149,6 +150,7 @@ func (o *openwrtVMRun) steps() []flow.Step {
 		{Name: StepValidate, ReadOnly: true, Run: o.validate},
 		{Name: StepResolve, ReadOnly: true, Run: o.resolve},
 		{Name: StepPreflight, ReadOnly: true, Run: o.preflight},
+		o.leases.step(),
 		{Name: StepFetch, Check: o.imageNotNeeded, Run: o.fetch, Plan: o.planFetch},
 		{Name: StepImage, Check: o.imageNotNeeded, Run: o.fetchImage, Plan: o.planImage, Undo: o.undoImage},
 		{Name: StepCreate, Check: o.createDone, Run: o.create, Plan: o.planCreate, Undo: o.undoCreate},

@@ -17,11 +17,12 @@ import (
 // adopts the pod's lease: PVE's state decides, the registry follows.
 // Undoing it gives the lease back, unless a CT holds it.
 func (r *createRun) reserveStep() flow.Step {
-	return flow.Step{Name: StepReserve, Check: r.noIPAM, Run: r.reserve, Plan: r.planReserve, Undo: r.undoReserve}
+	return flow.Step{Name: StepReserve, Check: r.p.noIPAM, Run: r.reserve, Plan: r.planReserve, Undo: r.undoReserve}
 }
 
-func (r *createRun) noIPAM(context.Context) (string, error) {
-	if r.p.opts.Addresses == nil {
+// noIPAM skips a reserve step when no IPAM is configured (--ipam none).
+func (p *Provisioner) noIPAM(context.Context) (string, error) {
+	if p.opts.Addresses == nil {
 		return "no IPAM configured", nil
 	}
 	return "", nil
@@ -77,9 +78,14 @@ func (r *createRun) adoptLease(ctx context.Context) error {
 // ipamProblem is IPAM failing to hand out spec's numbers: its refusal
 // (taken, out of range, nothing free) is a conflict in one sentence; a
 // registry it cannot read or write keeps its own kind.
-func ipamProblem(s Spec, err error) error {
+func ipamProblem(s Spec, err error) error { return ipamRefusal(describeWant(s), "", err) }
+
+// ipamRefusal is IPAM failing to hand out want: a refusal is a conflict in
+// one sentence, ending with fix (may be ""); a registry it cannot read or
+// write keeps its own kind.
+func ipamRefusal(want, fix string, err error) error {
 	if allocationRefused(err) {
-		return problemf(ErrConflict, "IPAM cannot reserve %s: %v", describeWant(s), err)
+		return problemf(ErrConflict, "IPAM cannot reserve %s: %v%s", want, err, fix)
 	}
 	return fmt.Errorf("IPAM: %w", err)
 }
@@ -102,9 +108,7 @@ func (r *createRun) planReserve(ctx context.Context) ([]flow.Call, error) {
 	if a == nil {
 		return nil, nil
 	}
-	params := func(l AddressLease) string {
-		return formatParams(map[string]string{"hostname": r.spec.Hostname, "ip": l.IP.String(), "vmid": strconv.Itoa(l.VMID)})
-	}
+	params := func(l AddressLease) string { return leaseParams(r.spec.Hostname, l) }
 	if r.existing != nil {
 		l := AddressLease{IP: r.spec.IP, VMID: r.spec.VMID}
 		return []flow.Call{{Method: "IPAM", Path: "adopt", Params: params(l), Note: "the pod PVE has keeps its lease, assigned"}}, nil
@@ -129,8 +133,18 @@ func (r *createRun) undoReserve(ctx context.Context, rb flow.Rollback) flow.Outc
 	case r.existing != nil && !r.ctGone:
 		return r.keepExisting(rb)
 	}
-	l := *r.lease
-	if err := r.p.opts.Addresses.Release(ctx, l); err != nil {
+	return r.p.releaseLease(ctx, *r.lease)
+}
+
+// leaseParams are a planned IPAM call's parameters.
+func leaseParams(hostname string, l AddressLease) string {
+	return formatParams(map[string]string{"hostname": hostname, "ip": l.IP.String(), "vmid": strconv.Itoa(l.VMID)})
+}
+
+// releaseLease gives a reservation back to IPAM, as bookkeeping beside a
+// rollback: a failure says how to free it by hand.
+func (p *Provisioner) releaseLease(ctx context.Context, l AddressLease) flow.Outcome {
+	if err := p.opts.Addresses.Release(ctx, l); err != nil {
 		return flow.Outcome{Aside: true, Said: fmt.Sprintf("releasing %s in IPAM failed, run `cloudpod ip release %s`: %v", l.IP, l.IP, err)}
 	}
 	return flow.Outcome{Aside: true, Said: fmt.Sprintf("%s and VMID %d released in IPAM", l.IP, l.VMID)}

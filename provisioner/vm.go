@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -247,6 +248,8 @@ type vmRun struct {
 	// router: an OpenWrt VM, which has no cloud-init drive and keeps its
 	// display (openwrt_vm.go).
 	router bool
+	// leases are the VM's cloud-init addresses in IPAM (guestlease.go).
+	leases *guestLeases
 }
 
 func (p *Provisioner) newVMRun(req VMRequest, command string) *vmRun {
@@ -265,7 +268,33 @@ func (p *Provisioner) newVMRun(req VMRequest, command string) *vmRun {
 	r.run = p.newRun(flow.Options{Kind: pve.QEMU, VMID: func() int { return r.spec.VMID }, Name: r.spec.Name, Reporter: req.Reporter, Stop: req.Stop,
 		UndoBudget: p.opts.TaskTimeout + time.Minute, Nothing: "nothing was created",
 		Audit: func(err error, took time.Duration) { r.audit(took, err) }})
+	r.leases = p.newGuestLeases(r.run, r.leaseAsk)
 	return r
+}
+
+// leaseAsk is what the VM asks of IPAM: its static cloud-init addresses.
+func (r *vmRun) leaseAsk() guestAsk {
+	a := guestAsk{vmid: r.spec.VMID, hostname: r.spec.Name, tenant: r.spec.Tenant, static: r.spec.staticAddrs(),
+		existing: r.existing != nil, where: "--ipconfigN ip="}
+	for _, i := range sortedInts(r.spec.IPConfigs) {
+		if n, err := netcfg.ParseIPConfig("ipconfig", r.spec.IPConfigs[i]); err == nil && n.IP == "dhcp" {
+			a.aside = append(a.aside, fmt.Sprintf("ipconfig%d by DHCP", i))
+		}
+	}
+	return a
+}
+
+// staticAddrs are the spec's static cloud-init IPv4 addresses.
+func (s VMSpec) staticAddrs() []netip.Addr {
+	var static []netip.Addr
+	for _, i := range sortedInts(s.IPConfigs) {
+		if n, err := netcfg.ParseIPConfig("ipconfig", s.IPConfigs[i]); err == nil {
+			if p, err := netip.ParsePrefix(n.IP); err == nil {
+				static = append(static, p.Addr())
+			}
+		}
+	}
+	return static
 }
 
 func (r *vmRun) vm() pve.GuestRef { return pve.VM(r.spec.Node, r.spec.VMID) }
@@ -275,6 +304,7 @@ func (r *vmRun) createSteps() []flow.Step {
 	steps := []flow.Step{
 		{Name: StepValidate, ReadOnly: true, Run: r.validate},
 		{Name: StepPreflight, ReadOnly: true, Run: r.preflight},
+		r.leases.step(),
 	}
 	if r.isURL() {
 		steps = append(steps, flow.Step{Name: StepImage, Check: r.imageDone, Run: r.fetchImage, Plan: r.planImage, Undo: r.undoImage})

@@ -39,6 +39,7 @@ func (r *vmRun) cloneSteps() []flow.Step {
 	return append([]flow.Step{
 		{Name: StepValidate, ReadOnly: true, Run: r.validateClone},
 		{Name: StepPreflight, ReadOnly: true, Run: r.preflightClone},
+		r.leases.step(),
 		{Name: StepClone, Check: r.createDone, Run: r.clone, Plan: r.planClone, Undo: r.undoCreate},
 		{Name: StepConfigure, Check: r.configured, Run: r.configure, Plan: r.planConfigure},
 	}, r.bootSteps()...)

@@ -351,15 +351,7 @@ func (r *vmRun) checkImage(ctx context.Context) error {
 // checkAddresses refuses a static cloud-init address another guest's
 // config holds.
 func (r *vmRun) checkAddresses(ctx context.Context) error {
-	var static []netip.Addr
-	for _, i := range sortedInts(r.spec.IPConfigs) {
-		if n, err := netcfg.ParseIPConfig("ipconfig", r.spec.IPConfigs[i]); err == nil {
-			if p, err := netip.ParsePrefix(n.IP); err == nil {
-				static = append(static, p.Addr())
-			}
-		}
-	}
-	return r.p.checkAddressesFree(ctx, static, r.spec.VMID, "--ipconfigN ip=")
+	return r.p.checkAddressesFree(ctx, r.spec.staticAddrs(), r.spec.VMID, "--ipconfigN ip=")
 }
 
 func vmBridges(nics []netcfg.VMNIC) map[string]string {

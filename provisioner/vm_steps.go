@@ -515,5 +515,9 @@ func (r *vmRun) planFinalize(context.Context) ([]flow.Call, error) {
 
 func (r *vmRun) finalize(ctx context.Context) error {
 	r.res.Changed = true
-	return r.p.markReady(ctx, r.run, r.vm(), r.spec.description)
+	if err := r.p.markReady(ctx, r.run, r.vm(), r.spec.description); err != nil {
+		return err
+	}
+	r.leases.assign(ctx)
+	return nil
 }
