@@ -237,3 +237,23 @@ func TestRouterLeavesItsLANAlone(t *testing.T) {
 		t.Errorf("planned IPAM calls %q", notes)
 	}
 }
+
+// TestDestroyReleasesEveryLease: a CT made with two addresses in IPAM's
+// pool holds two leases; destroying it gives both back.
+func TestDestroyReleasesEveryLease(t *testing.T) {
+	env, _ := ctFastEnv(t)
+	prov := env.provisioner(provisioner.Options{})
+	ctx := context.Background()
+	req := ctRequest(t, "name=eth0,bridge=vmbr0,ip=10.1.10.120/24,gw=10.1.10.1", "name=eth1,bridge=vmbr0,ip=10.1.10.121/24")
+	if _, err := prov.CreateCT(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prov.Destroy(ctx, provisioner.DestroyRequest{Node: "pve", VMID: 300, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []string{"10.1.10.120", "10.1.10.121"} {
+		if got := env.lease(t, ip); got != ipam.StateReleased {
+			t.Errorf("after destroy, %s is %q, want released", ip, got)
+		}
+	}
+}
