@@ -304,18 +304,27 @@ func (d *destroyRun) nothingLeased(context.Context) (string, error) {
 // other static addresses, where IPAM holds any. A failure is a warning:
 // the pod is gone either way.
 func (d *destroyRun) release(ctx context.Context) error {
+	var others []string
 	for _, ip := range d.others {
 		err := d.p.opts.Addresses.Release(ctx, AddressLease{IP: ip, VMID: d.req.VMID, Hostname: d.res.Hostname})
 		switch {
 		case err == nil:
-			d.run.Info(ip.String() + " released in IPAM")
+			others = append(others, ip.String())
 		case !errors.Is(err, ipam.ErrNotFound):
 			d.run.Warn(fmt.Sprintf("IPAM: releasing %s failed: %v (free it with: cloudpod ip release %s)", ip, err, ip))
 		}
 	}
 	ip := d.ip
 	if !ip.IsValid() {
+		if len(others) == 0 {
+			return flow.Skip("IPAM holds no lease of its addresses")
+		}
+		d.res.Released = strings.Join(others, ", ")
+		d.run.Note(d.res.Released)
 		return nil
+	}
+	if len(others) > 0 {
+		d.run.Info(strings.Join(others, ", ") + " released in IPAM")
 	}
 	err := d.p.opts.Addresses.Release(ctx, AddressLease{IP: ip, VMID: d.req.VMID, Hostname: d.res.Hostname})
 	switch {
