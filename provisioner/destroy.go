@@ -139,6 +139,9 @@ type destroyRun struct {
 	res DestroyResult
 	// ip is the address IPAM handed out for the pod.
 	ip netip.Addr
+	// others are the guest's other static addresses (a second NIC's): a
+	// CT or VM made by ct/vm create holds a lease for each in IPAM's pool.
+	others []netip.Addr
 }
 
 // Destroy removes a CloudPod safely: refuses what is not ours, the template
@@ -227,6 +230,13 @@ func (d *destroyRun) inspect(ctx context.Context) error {
 	} else {
 		d.ip = parseAddr(res.IP)
 	}
+	if res.Marker != nil { // ours: its create leased each of them
+		for _, a := range ipam.ConfigAddrs(res.Config.Values) {
+			if a != d.ip {
+				d.others = append(d.others, a)
+			}
+		}
+	}
 	if req.Confirm != nil {
 		return req.Confirm(ctx, res)
 	}
@@ -284,16 +294,38 @@ func (d *destroyRun) nothingLeased(context.Context) (string, error) {
 		return fmt.Sprintf("CT %d does not exist", d.req.VMID), nil
 	case d.p.opts.Addresses == nil:
 		return "no IPAM configured", nil
-	case !d.ip.IsValid():
+	case !d.ip.IsValid() && len(d.others) == 0:
 		return fmt.Sprintf("%s has no address", d.g), nil
 	}
 	return "", nil
 }
 
-// release gives the pod's address back to IPAM. A failure is a warning:
+// release gives the pod's address back to IPAM, and the leases of its
+// other static addresses, where IPAM holds any. A failure is a warning:
 // the pod is gone either way.
 func (d *destroyRun) release(ctx context.Context) error {
+	var others []string
+	for _, ip := range d.others {
+		err := d.p.opts.Addresses.Release(ctx, AddressLease{IP: ip, VMID: d.req.VMID, Hostname: d.res.Hostname})
+		switch {
+		case err == nil:
+			others = append(others, ip.String())
+		case !errors.Is(err, ipam.ErrNotFound):
+			d.run.Warn(fmt.Sprintf("IPAM: releasing %s failed: %v (free it with: cloudpod ip release %s)", ip, err, ip))
+		}
+	}
 	ip := d.ip
+	if !ip.IsValid() {
+		if len(others) == 0 {
+			return flow.Skip("IPAM holds no lease of its addresses")
+		}
+		d.res.Released = strings.Join(others, ", ")
+		d.run.Note(d.res.Released)
+		return nil
+	}
+	if len(others) > 0 {
+		d.run.Info(strings.Join(others, ", ") + " released in IPAM")
+	}
 	err := d.p.opts.Addresses.Release(ctx, AddressLease{IP: ip, VMID: d.req.VMID, Hostname: d.res.Hostname})
 	switch {
 	case err == nil:

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/migrahosting/cloudpods/ipam"
 	"github.com/migrahosting/cloudpods/provisioner"
@@ -235,5 +236,45 @@ func TestRouterLeavesItsLANAlone(t *testing.T) {
 	want := []string{"no static IPv4 address to lease (the WAN asks DHCP and the LAN address 192.168.1.1/24 is the router's own network, both set inside the router)"}
 	if !reflect.DeepEqual(notes, want) {
 		t.Errorf("planned IPAM calls %q", notes)
+	}
+}
+
+// TestDestroyReleasesEveryLease: a CT made with addresses in IPAM's pool
+// holds a lease for each; destroying it gives them all back, also when its
+// first NIC asks DHCP.
+func TestDestroyReleasesEveryLease(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		nets     []string
+		leased   []string
+		released string
+	}{
+		{"two static", []string{"name=eth0,bridge=vmbr0,ip=10.1.10.120/24,gw=10.1.10.1", "name=eth1,bridge=vmbr0,ip=10.1.10.121/24"},
+			[]string{"10.1.10.120", "10.1.10.121"}, "10.1.10.120"},
+		{"DHCP first", []string{"name=eth0,bridge=vmbr0,ip=dhcp", "name=eth1,bridge=vmbr0,ip=10.1.10.121/24"},
+			[]string{"10.1.10.121"}, "10.1.10.121"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _ := ctFastEnv(t)
+			prov := env.provisioner(provisioner.Options{})
+			ctx := context.Background()
+			req := ctRequest(t, tt.nets...)
+			req.DHCPWait = time.Millisecond
+			if _, err := prov.CreateCT(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			res, err := prov.Destroy(ctx, provisioner.DestroyRequest{Node: "pve", VMID: 300, Force: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Released != tt.released {
+				t.Errorf("destroy says it released %q, want %q", res.Released, tt.released)
+			}
+			for _, ip := range tt.leased {
+				if got := env.lease(t, ip); got != ipam.StateReleased {
+					t.Errorf("after destroy, %s is %q, want released", ip, got)
+				}
+			}
+		})
 	}
 }
