@@ -1,0 +1,145 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// readmeForms is README's "Every form, with its options" block, one line
+// per entry.
+func readmeForms(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)Every form, with its options:\n\n```text\n(.*?)```").FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("README has no \"Every form, with its options\" block")
+	}
+	return strings.Split(strings.TrimRight(m[1], "\n"), "\n")
+}
+
+// TestREADMEFormsAreCommands: every command README's "Every form" block
+// names is a command of cloudpod's tree, every --flag it gives a command is
+// a flag of that command (its own or inherited), cloudpod-create's flags
+// are the ones it takes, and every command of the tree has a form there.
+func TestREADMEFormsAreCommands(t *testing.T) {
+	root := newRootCommand(&globalOptions{getenv: func(string) string { return "" }})
+	flagRE := regexp.MustCompile(`^--([a-z][a-z0-9-]*)`)
+	formed := map[string]bool{}
+	for _, line := range readmeForms(t) {
+		if k := strings.Index(line, "  #"); k >= 0 {
+			line = line[:k]
+		}
+		for _, form := range strings.Split(line, ";") {
+			words := strings.Fields(form)
+			if len(words) == 0 {
+				continue
+			}
+			restricted := words[0] == restrictedName
+			if !restricted && words[0] != "cloudpod" {
+				t.Errorf("form %q does not start with cloudpod or %s", form, restrictedName)
+				continue
+			}
+			// The command is the deepest one the words name; after "|" a
+			// word may name a sibling (ip next | list | reserve HOST).
+			group, cmd := root, root
+			if restricted {
+				cmd = mustFind(t, root, "create")
+			}
+			for _, w := range words[1:] {
+				for _, tok := range strings.Split(strings.Trim(w, "[]…,"), "|") {
+					if tok == "" {
+						continue
+					}
+					if sub := child(group, tok); sub != nil && !restricted {
+						cmd = sub
+						formed[sub.CommandPath()] = true
+						if sub.HasSubCommands() {
+							group = sub
+						}
+						continue
+					}
+					f := flagRE.FindStringSubmatch(tok)
+					if f == nil {
+						continue
+					}
+					switch {
+					case restricted && !restrictedFlags[f[1]]:
+						t.Errorf("README's %s form gives --%s, which %s refuses", restrictedName, f[1], restrictedName)
+					case cmd == root:
+						t.Errorf("README's form %q gives --%s before naming a command", strings.TrimSpace(form), f[1])
+					case cmd.Flags().Lookup(f[1]) == nil && cmd.InheritedFlags().Lookup(f[1]) == nil:
+						t.Errorf("README's form %q gives --%s, which %q does not have", strings.TrimSpace(form), f[1], cmd.CommandPath())
+					}
+				}
+			}
+		}
+	}
+	var missing []string
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			if sub.HasSubCommands() {
+				walk(sub)
+			} else if !formed[sub.CommandPath()] {
+				missing = append(missing, sub.CommandPath())
+			}
+		}
+	}
+	walk(root)
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("README's \"Every form\" block lacks %v", missing)
+	}
+}
+
+// TestREADMEOtherCreateFlags: the flags README lists as "Other create
+// flags" are create's.
+func TestREADMEOtherCreateFlags(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)\nOther create flags: (.*?)\n\n").FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatal("README has no \"Other create flags\" paragraph")
+	}
+	create := mustFind(t, newRootCommand(&globalOptions{getenv: func(string) string { return "" }}), "create")
+	names := regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(m[1], -1)
+	if len(names) == 0 {
+		t.Fatalf("no flags in %q", m[1])
+	}
+	for _, n := range names {
+		if create.Flags().Lookup(n[1]) == nil {
+			t.Errorf("README names create's --%s, which create does not have", n[1])
+		}
+	}
+}
+
+func child(c *cobra.Command, name string) *cobra.Command {
+	for _, sub := range c.Commands() {
+		if sub.Name() == name {
+			return sub
+		}
+	}
+	return nil
+}
+
+func mustFind(t *testing.T, root *cobra.Command, path ...string) *cobra.Command {
+	t.Helper()
+	c, rest, err := root.Find(path)
+	if err != nil || len(rest) > 0 {
+		t.Fatalf("no command %v: %v", path, err)
+	}
+	return c
+}
