@@ -1,7 +1,9 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -31,54 +33,14 @@ func readmeForms(t *testing.T) []string {
 // are the ones it takes, and every command of the tree has a form there.
 func TestREADMEFormsAreCommands(t *testing.T) {
 	root := newRootCommand(&globalOptions{getenv: func(string) string { return "" }})
-	flagRE := regexp.MustCompile(`^--([a-z][a-z0-9-]*)`)
 	formed := map[string]bool{}
 	for _, line := range readmeForms(t) {
 		if k := strings.Index(line, "  #"); k >= 0 {
 			line = line[:k]
 		}
 		for _, form := range strings.Split(line, ";") {
-			words := strings.Fields(form)
-			if len(words) == 0 {
-				continue
-			}
-			restricted := words[0] == restrictedName
-			if !restricted && words[0] != "cloudpod" {
-				t.Errorf("form %q does not start with cloudpod or %s", form, restrictedName)
-				continue
-			}
-			// The command is the deepest one the words name; after "|" a
-			// word may name a sibling (ip next | list | reserve HOST).
-			group, cmd := root, root
-			if restricted {
-				cmd = mustFind(t, root, "create")
-			}
-			for _, w := range words[1:] {
-				for _, tok := range strings.Split(strings.Trim(w, "[]…,"), "|") {
-					if tok == "" {
-						continue
-					}
-					if sub := child(group, tok); sub != nil && !restricted {
-						cmd = sub
-						formed[sub.CommandPath()] = true
-						if sub.HasSubCommands() {
-							group = sub
-						}
-						continue
-					}
-					f := flagRE.FindStringSubmatch(tok)
-					if f == nil {
-						continue
-					}
-					switch {
-					case restricted && !restrictedFlags[f[1]]:
-						t.Errorf("README's %s form gives --%s, which %s refuses", restrictedName, f[1], restrictedName)
-					case cmd == root:
-						t.Errorf("README's form %q gives --%s before naming a command", strings.TrimSpace(form), f[1])
-					case cmd.Flags().Lookup(f[1]) == nil && cmd.InheritedFlags().Lookup(f[1]) == nil:
-						t.Errorf("README's form %q gives --%s, which %q does not have", strings.TrimSpace(form), f[1], cmd.CommandPath())
-					}
-				}
+			for _, problem := range checkForm(root, form, formed) {
+				t.Errorf("README's \"Every form\": %s", problem)
 			}
 		}
 	}
@@ -102,6 +64,101 @@ func TestREADMEFormsAreCommands(t *testing.T) {
 		t.Errorf("README's \"Every form\" block lacks %v", missing)
 	}
 }
+
+// TestDocsCommandsHaveTheirFlags: every cloudpod command line README and
+// docs/*.md quote, in inline code or as a line of a code block, names
+// commands of the tree and gives each only flags it has.
+func TestDocsCommandsHaveTheirFlags(t *testing.T) {
+	root := newRootCommand(&globalOptions{getenv: func(string) string { return "" }})
+	files, _ := filepath.Glob("../../docs/*.md")
+	files = append(files, "../../README.md")
+	inline := regexp.MustCompile("`((?:cloudpod|" + restrictedName + ") [^`]*)`")
+	block := regexp.MustCompile(`(?m)^(?:\$ )?((?:cloudpod|` + restrictedName + `) .*)$`)
+	n := 0
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, m := range inline.FindAllStringSubmatch(string(b), -1) {
+			lines = append(lines, m[1])
+		}
+		for _, m := range regexp.MustCompile("(?s)```[a-z]*\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
+			for _, c := range block.FindAllStringSubmatch(m[1], -1) {
+				lines = append(lines, c[1])
+			}
+		}
+		for _, line := range lines {
+			if k := strings.Index(line, " #"); k >= 0 {
+				line = line[:k]
+			}
+			for _, form := range strings.Split(line, ";") {
+				for _, part := range strings.Split(form, "&&") {
+					n++
+					for _, problem := range checkForm(root, part, nil) {
+						t.Errorf("%s: %s", filepath.Base(file), problem)
+					}
+				}
+			}
+		}
+	}
+	if n < 50 {
+		t.Fatalf("only %d command lines found in README and docs", n)
+	}
+}
+
+// checkForm says what is wrong with one command form: a flag that its
+// command lacks, or that cloudpod-create refuses. The command is the
+// deepest one the words name; after "|" a word may name a sibling (ip next
+// | list | reserve HOST). formed, when set, collects the commands named.
+func checkForm(root *cobra.Command, form string, formed map[string]bool) []string {
+	words := strings.Fields(form)
+	if len(words) == 0 {
+		return nil
+	}
+	form = strings.Join(words, " ")
+	restricted := words[0] == restrictedName
+	if !restricted && words[0] != "cloudpod" {
+		return []string{fmt.Sprintf("%q does not start with cloudpod or %s", form, restrictedName)}
+	}
+	var problems []string
+	group, cmd := root, root
+	if restricted {
+		cmd = child(root, "create")
+	}
+	for _, w := range words[1:] {
+		for _, tok := range strings.Split(strings.Trim(w, "[](),…"), "|") {
+			if tok == "" {
+				continue
+			}
+			if sub := child(group, tok); sub != nil && !restricted {
+				cmd = sub
+				if formed != nil {
+					formed[sub.CommandPath()] = true
+				}
+				if sub.HasSubCommands() {
+					group = sub
+				}
+				continue
+			}
+			f := flagName.FindStringSubmatch(tok)
+			if f == nil {
+				continue
+			}
+			switch {
+			case restricted && !restrictedFlags[f[1]]:
+				problems = append(problems, fmt.Sprintf("%q gives --%s, which %s refuses", form, f[1], restrictedName))
+			case restricted:
+			case cmd.Flags().Lookup(f[1]) == nil && cmd.InheritedFlags().Lookup(f[1]) == nil:
+				problems = append(problems, fmt.Sprintf("%q gives --%s, which %q does not have", form, f[1], cmd.CommandPath()))
+			}
+		}
+	}
+	return problems
+}
+
+var flagName = regexp.MustCompile(`^--([a-z][a-z0-9-]*)`)
 
 // TestREADMEOtherCreateFlags: the flags README lists as "Other create
 // flags" are create's.
