@@ -12,19 +12,26 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// readmeForms is README's "Every form, with its options" block, one line
-// per entry.
-func readmeForms(t *testing.T) []string {
+// readmePart is the first submatch of re in README; the test fails
+// naming what when there is none.
+func readmePart(t *testing.T, re, what string) string {
 	t.Helper()
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile("(?s)Every form, with its options:\n\n```text\n(.*?)```").FindStringSubmatch(string(b))
+	m := regexp.MustCompile(re).FindStringSubmatch(string(b))
 	if m == nil {
-		t.Fatal("README has no \"Every form, with its options\" block")
+		t.Fatalf("README has no %s", what)
 	}
-	return strings.Split(strings.TrimRight(m[1], "\n"), "\n")
+	return m[1]
+}
+
+// readmeForms is README's "Every form, with its options" block, one line
+// per entry.
+func readmeForms(t *testing.T) []string {
+	block := readmePart(t, "(?s)Every form, with its options:\n\n```text\n(.*?)```", "\"Every form, with its options\" block")
+	return strings.Split(strings.TrimRight(block, "\n"), "\n")
 }
 
 // TestREADMEFormsAreCommands: every command README's "Every form" block
@@ -163,18 +170,11 @@ var flagName = regexp.MustCompile(`^--([a-z][a-z0-9-]*)`)
 // TestREADMEOtherCreateFlags: the flags README lists as "Other create
 // flags" are create's.
 func TestREADMEOtherCreateFlags(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)\nOther create flags: (.*?)\n\n").FindStringSubmatch(string(b))
-	if m == nil {
-		t.Fatal("README has no \"Other create flags\" paragraph")
-	}
+	other := readmePart(t, "(?s)\nOther create flags: (.*?)\n\n", "\"Other create flags\" paragraph")
 	create := mustFind(t, newRootCommand(&globalOptions{getenv: func(string) string { return "" }}), "create")
-	names := regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(m[1], -1)
+	names := regexp.MustCompile("`--([a-z-]+)`").FindAllStringSubmatch(other, -1)
 	if len(names) == 0 {
-		t.Fatalf("no flags in %q", m[1])
+		t.Fatalf("no flags in %q", other)
 	}
 	for _, n := range names {
 		if create.Flags().Lookup(n[1]) == nil {
