@@ -117,19 +117,8 @@ func TestErrorKindsThroughCLIAndService(t *testing.T) {
 }
 
 // TestExitCodesAreREADMEs: the kinds' exit codes are exactly the codes of
-// README's "Exit codes" table.
+// README's "Exit codes" table and of docs/retry-policy.md's.
 func TestExitCodesAreREADMEs(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	section := string(readme)[strings.Index(string(readme), "## Exit codes"):]
-	section = section[:strings.Index(section[3:], "\n## ")+3]
-	var documented []int
-	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(section, -1) {
-		n, _ := strconv.Atoi(m[1])
-		documented = append(documented, n)
-	}
 	seen := map[int]bool{}
 	produced := []int{}
 	for _, k := range append([]provisioner.Kind{provisioner.KindNone}, provisioner.Kinds...) {
@@ -140,8 +129,30 @@ func TestExitCodesAreREADMEs(t *testing.T) {
 		}
 	}
 	sort.Ints(produced)
-	if fmt.Sprint(documented) != fmt.Sprint(produced) {
-		t.Errorf("README documents exit codes %v, the kinds produce %v", documented, produced)
+	for _, doc := range []struct{ file, heading string }{
+		{"../../README.md", "## Exit codes"},
+		{"../../docs/retry-policy.md", "## Errors and exit codes"},
+	} {
+		text, err := os.ReadFile(doc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := strings.Index(string(text), "\n"+doc.heading+"\n")
+		if i < 0 {
+			t.Fatalf("%s has no %q", doc.file, doc.heading)
+		}
+		section := string(text)[i+1:]
+		if j := strings.Index(section[3:], "\n## "); j >= 0 {
+			section = section[:j+3]
+		}
+		var documented []int
+		for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \|`).FindAllStringSubmatch(section, -1) {
+			n, _ := strconv.Atoi(m[1])
+			documented = append(documented, n)
+		}
+		if fmt.Sprint(documented) != fmt.Sprint(produced) {
+			t.Errorf("%s documents exit codes %v, the kinds produce %v", doc.file, documented, produced)
+		}
 	}
 	for _, code := range produced {
 		if code != exitOK && exitSentences[code] == "" {
