@@ -14,7 +14,7 @@ const (
 	exitTimeout     = 6  // a task or wait ran out of time; what the run created was rolled back
 	exitUnreachable = 7  // PVE did not answer; the outcome may be unknown
 	exitRefused     = 8  // a safety rule refused (destroy without --force, not ours…)
-	exitBusy        = 9  // a PVE lock stayed held past the wait; nothing was created
+	exitBusy        = 9  // a PVE lock stayed held past the wait; what the run created was rolled back
 	exitLeftBehind  = 10 // a failure left a CT behind; the message says how to finish or remove it
 	exitRegistry    = 11 // the IPAM registry file is empty, damaged or has no lease list
 	exitInterrupted = 130
