@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/migrahosting/cloudpods/provisioner"
 )
@@ -49,5 +50,39 @@ func TestBatchReservesInOrder(t *testing.T) {
 				lastVMID, lastIP = r.VMID, ip
 			}
 		})
+	}
+}
+
+// A pod of the batch that exists already (a re-run) passes its turn when it
+// has adopted its lease, not when its whole run ends: the next pod reserves
+// while it is still in a later step.
+func TestBatchTurnPassesAtAnExistingPodsReserve(t *testing.T) {
+	env := newFastEnv(t)
+	p := env.provisioner(provisioner.Options{})
+	ctx := context.Background()
+	first := provisioner.CreateRequest{Spec: autoSpec("pod-01")}
+	if _, err := p.Create(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	reserved := make(chan struct{})
+	blocked := make(chan bool, 1)
+	// pod-01 stays in its verify step until pod-02 has reserved.
+	first.Reporter = at(provisioner.StepVerify, provisioner.PhaseStart, func() {
+		select {
+		case <-reserved:
+			blocked <- false
+		case <-time.After(20 * time.Second):
+			blocked <- true
+		}
+	})
+	second := provisioner.CreateRequest{Spec: autoSpec("pod-02"),
+		Reporter: at(provisioner.StepReserve, provisioner.PhaseDone, func() { close(reserved) })}
+	for _, res := range p.CreateBatch(ctx, []provisioner.CreateRequest{first, second}, 2) {
+		if res.Err != nil {
+			t.Fatalf("%s: %v", res.Result.Hostname, res.Err)
+		}
+	}
+	if <-blocked {
+		t.Error("pod-02 could not reserve while the existing pod-01 was in its verify step")
 	}
 }

@@ -38,13 +38,15 @@ func (r *createRun) addressRequest() AddressRequest {
 }
 
 func (r *createRun) reserve(ctx context.Context) error {
+	// A batch's next pod reserves once this one has, or has adopted the
+	// lease of the pod PVE already has: not only when its whole run ends.
+	defer r.req.turn.pass()
 	if r.existing != nil {
 		return r.adoptLease(ctx)
 	}
 	if err := r.req.turn.wait(ctx); err != nil {
 		return err
 	}
-	defer r.req.turn.pass()
 	// What has been read of the cluster since preflight, at no cost: the
 	// listing preflight took, the configs read meanwhile.
 	if err := r.view.look(ctx, r.looking(time.Time{}, true)); err != nil {
